@@ -1,0 +1,120 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/xrun-dev/xrun/pkg/engine"
+	"github.com/xrun-dev/xrun/pkg/pull"
+)
+
+var runCommand = &cli.Command{
+	Name:      "run",
+	Usage:     "run a command in an image (the default command)",
+	ArgsUsage: "IMAGE [-- COMMAND [ARG...]]",
+	Description: `Without COMMAND, runs the image's Entrypoint and Cmd.
+
+Examples:
+   xrun run --platform linux/riscv64 debian:sid -- make check
+   xrun run --platform linux/arm/v7 alpine -- sh -c 'uname -m'`,
+	Flags:  runFlags(),
+	Action: runAction,
+}
+
+// commonFlags are the flags of every command that resolves an image.
+func commonFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "platform", Usage: "image platform `OS/ARCH[/VARIANT]` (default: the host's)", EnvVars: []string{"XRUN_PLATFORM"}},
+		&cli.StringFlag{Name: "pull", Value: "missing", Usage: "pull policy: `missing`, always or never"},
+		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "say what happens and how long each phase takes"},
+		&cli.BoolFlag{Name: "debug", Usage: "say even more than -v"},
+		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors"},
+	}
+}
+
+func runFlags() []cli.Flag {
+	return append(commonFlags(),
+		&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "set `KEY=VALUE` in the container (KEY alone: take it from the host)"},
+		&cli.BoolFlag{Name: "no-cwd", Usage: "do not bind the current directory into the container"},
+		&cli.StringFlag{Name: "emulator", Usage: "static qemu-user `PATH` to use for a foreign platform", EnvVars: []string{"XRUN_QEMU_PATH"}},
+	)
+}
+
+// splitArgs takes "IMAGE [--] CMD..." apart.
+func splitArgs(args []string) (image string, cmd []string, err error) {
+	if len(args) == 0 || args[0] == "--" {
+		return "", nil, errors.New("no image given: usage: xrun [options] IMAGE [-- COMMAND [ARG...]]")
+	}
+	image, cmd = args[0], args[1:]
+	if len(cmd) > 0 && cmd[0] == "--" {
+		cmd = cmd[1:]
+	}
+	return image, cmd, nil
+}
+
+// runOpts turns the flags of a run into engine options; it checks every
+// flag before anything is pulled.
+func runOpts(c *cli.Context) (engine.Options, error) {
+	image, cmd, err := splitArgs(c.Args().Slice())
+	if err != nil {
+		return engine.Options{}, err
+	}
+	policy, err := pull.ParsePolicy(c.String("pull"))
+	if err != nil {
+		return engine.Options{}, err
+	}
+	if p := c.String("platform"); p != "" {
+		if _, err := pull.ParsePlatform(p); err != nil {
+			return engine.Options{}, err
+		}
+	}
+	var env []string
+	for _, e := range c.StringSlice("env") {
+		if e == "" || e[0] == '=' {
+			return engine.Options{}, fmt.Errorf("invalid -e %q: use KEY=VALUE or KEY", e)
+		}
+		if !strings.Contains(e, "=") {
+			v, set := os.LookupEnv(e)
+			if !set {
+				continue
+			}
+			e += "=" + v
+		}
+		env = append(env, e)
+	}
+	o := engine.Options{
+		Image:    image,
+		Platform: c.String("platform"),
+		Pull:     policy,
+		Args:     cmd,
+		Env:      env,
+		Emulator: c.String("emulator"),
+		Stdin:    c.App.Reader,
+		Stdout:   c.App.Writer,
+		Stderr:   c.App.ErrWriter,
+		Logger:   newLogger(c),
+	}
+	if !c.Bool("no-cwd") {
+		wd, err := os.Getwd()
+		if err != nil {
+			return engine.Options{}, fmt.Errorf("find the current directory: %w", err)
+		}
+		o.BindCwd = wd
+	}
+	return o, nil
+}
+
+func runAction(c *cli.Context) error {
+	if c.NArg() == 0 {
+		return cli.ShowAppHelp(c)
+	}
+	o, err := runOpts(c)
+	if err != nil {
+		return err
+	}
+	return engine.Run(c.Context, o)
+}

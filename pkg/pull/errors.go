@@ -1,0 +1,90 @@
+package pull
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+)
+
+// Sentinel errors; test for them with errors.Is.
+var (
+	// ErrNotFound means the registry does not have the repository or tag.
+	ErrNotFound = errors.New("image not found")
+	// ErrNoPlatform means the image has no variant for the requested platform.
+	ErrNoPlatform = errors.New("image has no variant for the platform")
+	// ErrNotCached means --pull=never was given and the image (or one of its
+	// blobs) is not in the cache.
+	ErrNotCached = errors.New("image not in the cache")
+	// ErrInvalidReference means the image reference does not parse.
+	ErrInvalidReference = errors.New("invalid image reference")
+	// ErrNetwork means the registry could not be reached.
+	ErrNetwork = errors.New("registry unreachable")
+	// ErrDigestMismatch means a downloaded blob did not match its digest;
+	// it was not stored.
+	ErrDigestMismatch = errors.New("digest mismatch")
+)
+
+// pullError is an error with a complete, user-facing message that still
+// matches a sentinel (kind) and the underlying cause with errors.Is/As.
+type pullError struct {
+	msg  string
+	kind error
+	err  error
+}
+
+func (e *pullError) Error() string { return e.msg }
+
+func (e *pullError) Unwrap() []error {
+	errs := []error{e.kind}
+	if e.err != nil {
+		errs = append(errs, e.err)
+	}
+	return errs
+}
+
+func newError(kind, cause error, format string, args ...any) error {
+	return &pullError{msg: fmt.Sprintf(format, args...), kind: kind, err: cause}
+}
+
+// registryError turns an error from talking to the registry about ref into
+// one line that says what to do.
+func registryError(ref string, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("pull %s: %w", ref, err)
+	}
+	var terr *transport.Error
+	if errors.As(err, &terr) {
+		for _, d := range terr.Errors {
+			switch d.Code {
+			case transport.ManifestUnknownErrorCode, transport.NameUnknownErrorCode:
+				return notFoundError(ref, err)
+			case transport.UnauthorizedErrorCode, transport.DeniedErrorCode:
+				return authError(ref, err)
+			}
+		}
+		switch terr.StatusCode {
+		case http.StatusNotFound:
+			return notFoundError(ref, err)
+		case http.StatusUnauthorized, http.StatusForbidden:
+			return authError(ref, err)
+		}
+		return fmt.Errorf("pull %s: %w", ref, err)
+	}
+	var nerr net.Error
+	if errors.As(err, &nerr) {
+		return newError(ErrNetwork, err, "pull %s: %v: check the registry address and your network, or use --pull=never for a cached image", ref, err)
+	}
+	return fmt.Errorf("pull %s: %w", ref, err)
+}
+
+func notFoundError(ref string, err error) error {
+	return newError(ErrNotFound, err, "image %q not found: check the name and tag (xrun resolves short names to docker.io/library/NAME:latest)", ref)
+}
+
+func authError(ref string, err error) error {
+	return fmt.Errorf("pull %s: access denied: check the name, or log in to the registry (docker login / podman login): %w", ref, err)
+}

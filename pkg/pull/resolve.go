@@ -1,0 +1,294 @@
+package pull
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// Layer is one layer blob of an image, in manifest order (base first).
+type Layer struct {
+	Digest    v1.Hash         // compressed blob digest
+	DiffID    v1.Hash         // uncompressed digest (from config rootfs.diff_ids)
+	MediaType types.MediaType // tells gzip, zstd or plain tar apart
+	Size      int64           // compressed size
+}
+
+// Image is an image resolved for one platform. Its manifest and config are
+// in the store; its layers are once Fetch returns.
+type Image struct {
+	// Ref is the canonical reference, e.g. "index.docker.io/library/alpine:latest"
+	// or "127.0.0.1:5000/x@sha256:...".
+	Ref string
+	// Digest is the manifest digest for the chosen platform: the rootfs cache key.
+	Digest v1.Hash
+	// Platform is the platform actually selected; its variant may be an
+	// older, compatible one than requested (arm/v6 for arm/v7).
+	Platform v1.Platform
+	Config   *v1.ConfigFile
+	Layers   []Layer
+}
+
+// userAgent is sent to registries.
+const userAgent = "xrun"
+
+// Resolve turns ref and the platform (WithPlatform) into an Image whose
+// manifest and config are in the store.
+//
+// With PullMissing (the default), a cached resolution of ref@platform whose
+// manifest and config blobs are present is used without any network access.
+// PullNever does the same but returns ErrNotCached on a miss. PullAlways asks
+// the registry again and updates the cached resolution, except for cached
+// digest-pinned references (REF@sha256:...), which cannot change.
+func (s *Store) Resolve(ctx context.Context, ref string, opts ...Option) (*Image, error) {
+	o := makeOptions(opts)
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return nil, newError(ErrInvalidReference, err, "invalid image reference %q: %v", ref, err)
+	}
+	want := normPlatform(o.platform)
+	if want.OS == "" || want.Architecture == "" {
+		return nil, fmt.Errorf("resolve %s: incomplete platform %q: %s", ref, PlatformString(want), platformHint)
+	}
+	canon, plat := r.Name(), PlatformString(want)
+	log := o.logger.With("ref", canon, "platform", plat)
+
+	_, pinned := r.(name.Digest)
+	if o.policy != PullAlways || pinned {
+		img, why := s.cached(canon, plat)
+		if img != nil {
+			log.Debug("using cached resolution", "digest", img.Digest)
+			return img, nil
+		}
+		log.Debug("not in cache", "reason", why)
+	}
+	if o.policy == PullNever {
+		return nil, newError(ErrNotCached, nil, "image %s for %s is not in the cache and --pull=never was given: run `xrun pull --platform %s %s` or use --pull=missing", ref, plat, plat, ref)
+	}
+	return s.resolveRemote(ctx, r, ref, want, o)
+}
+
+// cached returns the image recorded for ref@platform if its manifest and
+// config are in the store, or nil and the reason it cannot be used.
+func (s *Store) cached(ref, platform string) (*Image, string) {
+	rec, err := s.readRecord(ref, platform)
+	if err != nil || rec == nil {
+		return nil, fmt.Sprintf("no index record (%v)", err)
+	}
+	if !s.HasBlob(rec.Digest) {
+		return nil, "manifest blob missing"
+	}
+	mb, err := s.readBlob(rec.Digest)
+	if err != nil {
+		return nil, err.Error()
+	}
+	m, err := v1.ParseManifest(bytes.NewReader(mb))
+	if err != nil {
+		return nil, err.Error()
+	}
+	cb, err := s.readBlob(m.Config.Digest)
+	if err != nil {
+		return nil, "config blob missing"
+	}
+	cfg, err := v1.ParseConfigFile(bytes.NewReader(cb))
+	if err != nil {
+		return nil, err.Error()
+	}
+	sel, err := ParsePlatform(rec.Selected)
+	if err != nil {
+		sel = configPlatform(cfg)
+	}
+	img, err := newImage(ref, rec.Digest, sel, m, cfg)
+	if err != nil {
+		return nil, err.Error()
+	}
+	return img, ""
+}
+
+// newImage builds an Image from a parsed manifest and config.
+func newImage(ref string, digest v1.Hash, p v1.Platform, m *v1.Manifest, cfg *v1.ConfigFile) (*Image, error) {
+	if len(m.Layers) != len(cfg.RootFS.DiffIDs) {
+		return nil, fmt.Errorf("image %s: manifest lists %d layers but config lists %d diff_ids: the image is malformed, rebuild it", ref, len(m.Layers), len(cfg.RootFS.DiffIDs))
+	}
+	img := &Image{Ref: ref, Digest: digest, Platform: p, Config: cfg, Layers: make([]Layer, len(m.Layers))}
+	for i, l := range m.Layers {
+		img.Layers[i] = Layer{Digest: l.Digest, DiffID: cfg.RootFS.DiffIDs[i], MediaType: l.MediaType, Size: l.Size}
+	}
+	return img, nil
+}
+
+func (o *options) puller() (*remote.Puller, error) {
+	return remote.NewPuller(
+		remote.WithTransport(o.transport),
+		remote.WithAuthFromKeychain(o.keychain),
+		remote.WithUserAgent(userAgent),
+	)
+}
+
+func (s *Store) resolveRemote(ctx context.Context, r name.Reference, userRef string, want v1.Platform, o *options) (*Image, error) {
+	canon, plat := r.Name(), PlatformString(want)
+	log := o.logger.With("ref", canon, "platform", plat)
+	p, err := o.puller()
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", userRef, err)
+	}
+	log.Info("resolving", "policy", o.policy)
+	desc, err := p.Get(ctx, r)
+	if err != nil {
+		return nil, registryError(userRef, err)
+	}
+
+	var (
+		isIndex  = desc.MediaType.IsIndex()
+		mbytes   = desc.Manifest
+		mdigest  = desc.Digest
+		selected v1.Platform
+	)
+	switch {
+	case isIndex:
+		idx, err := v1.ParseIndexManifest(bytes.NewReader(desc.Manifest))
+		if err != nil {
+			return nil, fmt.Errorf("pull %s: parse index %s: %w", userRef, desc.Digest, err)
+		}
+		child, err := selectManifest(userRef, idx, want)
+		if err != nil {
+			return nil, err
+		}
+		selected = normPlatform(*child.Platform)
+		// Keep the index too: a later resolve of ref@sha256:<index> for
+		// another platform then needs no network for the index.
+		if _, err := s.putBlob(ctx, desc.Digest, bytesOpener(desc.Manifest)); err != nil {
+			return nil, fmt.Errorf("pull %s: store index %s: %w", userRef, desc.Digest, err)
+		}
+		if s.HasBlob(child.Digest) {
+			mbytes, err = s.readBlob(child.Digest)
+			if err != nil {
+				return nil, err
+			}
+		} else {
+			cd, err := p.Get(ctx, r.Context().Digest(child.Digest.String()))
+			if err != nil {
+				return nil, registryError(userRef, err)
+			}
+			if !cd.MediaType.IsImage() {
+				return nil, fmt.Errorf("pull %s: manifest %s for %s has media type %s, not an image manifest: nested indexes are not supported", userRef, child.Digest, plat, cd.MediaType)
+			}
+			mbytes = cd.Manifest
+		}
+		mdigest = child.Digest
+		log.Debug("selected manifest from index", "index", desc.Digest, "manifest", mdigest, "selected", PlatformString(selected))
+	case desc.MediaType.IsImage():
+	case desc.MediaType.IsSchema1():
+		return nil, fmt.Errorf("pull %s: image uses the docker schema 1 manifest format (%s), which xrun does not support: re-push it with a current docker or crane", userRef, desc.MediaType)
+	default:
+		return nil, fmt.Errorf("pull %s: unsupported manifest media type %q: xrun pulls OCI and docker v2 images", userRef, desc.MediaType)
+	}
+
+	m, err := v1.ParseManifest(bytes.NewReader(mbytes))
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: parse manifest %s: %w", userRef, mdigest, err)
+	}
+	cdig := m.Config.Digest
+	_, err = s.putBlob(ctx, cdig, func() (io.ReadCloser, error) {
+		l, err := p.Layer(ctx, r.Context().Digest(cdig.String()))
+		if err != nil {
+			return nil, err
+		}
+		return l.Compressed()
+	})
+	if err != nil {
+		return nil, blobError(userRef, "config "+cdig.String(), err)
+	}
+	cb, err := s.readBlob(cdig)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := v1.ParseConfigFile(bytes.NewReader(cb))
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: parse config %s: %w", userRef, cdig, err)
+	}
+	if !isIndex {
+		have := configPlatform(cfg)
+		switch {
+		case have.OS == "" && have.Architecture == "":
+			log.Warn("image config has no os/architecture; assuming it matches", "wanted", plat)
+			selected = want
+		case platformRank(want, have) < 0:
+			return nil, noPlatformError(userRef, want, []string{PlatformString(have)})
+		default:
+			selected = have
+		}
+	}
+	if _, err := s.putBlob(ctx, mdigest, bytesOpener(mbytes)); err != nil {
+		return nil, fmt.Errorf("pull %s: store manifest %s: %w", userRef, mdigest, err)
+	}
+	img, err := newImage(canon, mdigest, selected, m, cfg)
+	if err != nil {
+		return nil, err
+	}
+	rec := &record{Ref: canon, Platform: plat, Digest: mdigest, Selected: PlatformString(selected), Updated: time.Now().UTC()}
+	if err := s.writeRecord(rec); err != nil {
+		return nil, fmt.Errorf("pull %s: write cache index: %w", userRef, err)
+	}
+	log.Info("resolved", "digest", mdigest, "selected", rec.Selected, "layers", len(img.Layers))
+	return img, nil
+}
+
+func bytesOpener(b []byte) func() (io.ReadCloser, error) {
+	return func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+}
+
+// selectManifest picks the manifest in idx that runs best on want: the same
+// os and architecture and the most specific compatible variant (arm/v7
+// accepts v7, then v6, then v5). Attestations and other non-image entries
+// are skipped.
+func selectManifest(ref string, idx *v1.IndexManifest, want v1.Platform) (*v1.Descriptor, error) {
+	var (
+		best     *v1.Descriptor
+		bestRank = -1
+		have     []string
+	)
+	for i := range idx.Manifests {
+		d := &idx.Manifests[i]
+		if d.Platform == nil || (d.MediaType != "" && !d.MediaType.IsImage()) {
+			continue
+		}
+		if d.Platform.OS == "unknown" || d.Annotations["vnd.docker.reference.type"] == "attestation-manifest" {
+			continue
+		}
+		np := normPlatform(*d.Platform)
+		if s := PlatformString(np); !slices.Contains(have, s) {
+			have = append(have, s)
+		}
+		if r := platformRank(want, np); r >= 0 && (bestRank < 0 || r < bestRank) {
+			best, bestRank = d, r
+		}
+	}
+	if best == nil {
+		return nil, noPlatformError(ref, want, have)
+	}
+	return best, nil
+}
+
+func noPlatformError(ref string, want v1.Platform, have []string) error {
+	list := "no platforms listed"
+	if len(have) > 0 {
+		list = strings.Join(have, ", ")
+	}
+	return newError(ErrNoPlatform, nil, "image %q has no %s variant; it has: %s", ref, PlatformString(want), list)
+}
+
+// configPlatform returns the normalized platform an image config declares
+// (empty fields if it declares none).
+func configPlatform(cfg *v1.ConfigFile) v1.Platform {
+	return normPlatform(v1.Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant})
+}

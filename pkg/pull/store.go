@@ -1,0 +1,262 @@
+package pull
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gofrs/flock"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// Store is the content-addressed cache of manifests, configs and layer blobs,
+// rooted at Root:
+//
+//	Root/blobs/sha256/<hex>   blobs, only ever created by rename after a digest check
+//	Root/blobs/tmp/           partial downloads (cleaned when stale)
+//	Root/index/<hex>.json     ref@platform -> manifest digest, hex = sha256("ref@os/arch[/variant]")
+//	Root/locks/blob-<hex>.lock one flock per blob: one process downloads, the others wait
+//
+// Several processes may use the same Root at once (make -j): every write is
+// a temp file plus rename, and each blob is downloaded under its flock.
+// The zero value is not usable; use NewStore.
+type Store struct {
+	// Root is the directory of the cache (XRUN_CACHE, or ~/.cache/xrun).
+	Root string
+
+	cleanOnce sync.Once
+}
+
+// staleTemp is how old a file in blobs/tmp must be before it is removed as
+// left over from an interrupted download. Live downloads rewrite their file
+// continuously, so an hour without a write means the writer is gone.
+const staleTemp = time.Hour
+
+// lockPoll is how often a waiter retries a blob lock held by another process.
+const lockPoll = 50 * time.Millisecond
+
+// NewStore returns the store rooted at root. Directories are created on first write.
+func NewStore(root string) *Store {
+	return &Store{Root: root}
+}
+
+// BlobPath returns the path of blob h: Root/blobs/<algorithm>/<hex>.
+func (s *Store) BlobPath(h v1.Hash) string {
+	return filepath.Join(s.Root, "blobs", h.Algorithm, h.Hex)
+}
+
+func (s *Store) tmpDir() string   { return filepath.Join(s.Root, "blobs", "tmp") }
+func (s *Store) lockDir() string  { return filepath.Join(s.Root, "locks") }
+func (s *Store) indexDir() string { return filepath.Join(s.Root, "index") }
+
+// HasBlob reports whether blob h is in the store.
+func (s *Store) HasBlob(h v1.Hash) bool {
+	fi, err := os.Stat(s.BlobPath(h))
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// readBlob returns the contents of blob h, which must be in the store.
+func (s *Store) readBlob(h v1.Hash) ([]byte, error) {
+	return os.ReadFile(s.BlobPath(h))
+}
+
+// errDigestMismatch is returned (wrapped) when downloaded bytes do not hash
+// to the digest they were fetched by.
+var errDigestMismatch = ErrDigestMismatch
+
+// putBlob makes sure blob h is in the store, calling open to get its bytes
+// if it is not. open is called at most once, with the blob's lock held, so
+// concurrent callers (in this or other processes) download it only once.
+// It reports whether it wrote the blob. The bytes are hashed while copying;
+// a blob that does not match h never appears under blobs/sha256.
+func (s *Store) putBlob(ctx context.Context, h v1.Hash, open func() (io.ReadCloser, error)) (bool, error) {
+	if h.Algorithm != "sha256" || len(h.Hex) != sha256.Size*2 {
+		return false, fmt.Errorf("unsupported digest %q: only sha256 is supported", h)
+	}
+	if s.HasBlob(h) {
+		return false, nil
+	}
+	unlock, err := s.lock(ctx, "blob-"+h.Hex)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	// Another process may have written it while we waited for the lock.
+	if s.HasBlob(h) {
+		return false, nil
+	}
+	s.cleanOnce.Do(s.cleanTemp)
+	if err := os.MkdirAll(filepath.Dir(s.BlobPath(h)), 0o755); err != nil {
+		return false, err
+	}
+	if err := os.MkdirAll(s.tmpDir(), 0o755); err != nil {
+		return false, err
+	}
+	rc, err := open()
+	if err != nil {
+		return false, err
+	}
+	defer rc.Close()
+	tmp, err := os.CreateTemp(s.tmpDir(), "blob-"+h.Hex[:12]+"-*")
+	if err != nil {
+		return false, err
+	}
+	defer func() {
+		if tmp != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	hasher := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(tmp, hasher), ctxReader{ctx, rc}); err != nil {
+		return false, err
+	}
+	if got := hashOf(hasher); got != h {
+		return false, fmt.Errorf("%w: got %s, want %s", errDigestMismatch, got, h)
+	}
+	if err := tmp.Chmod(0o444); err != nil {
+		return false, err
+	}
+	if err := tmp.Sync(); err != nil {
+		return false, err
+	}
+	if err := tmp.Close(); err != nil {
+		return false, err
+	}
+	if err := os.Rename(tmp.Name(), s.BlobPath(h)); err != nil {
+		return false, err
+	}
+	tmp = nil
+	return true, nil
+}
+
+func hashOf(h hash.Hash) v1.Hash {
+	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}
+}
+
+// ctxReader stops a copy when ctx is cancelled.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// lock takes the exclusive flock Root/locks/<name>.lock, waiting until ctx
+// is done. flock locks belong to the open file, so goroutines of one process
+// exclude each other too.
+func (s *Store) lock(ctx context.Context, name string) (unlock func(), err error) {
+	if err := os.MkdirAll(s.lockDir(), 0o755); err != nil {
+		return nil, err
+	}
+	l := flock.New(filepath.Join(s.lockDir(), name+".lock"))
+	ok, err := l.TryLockContext(ctx, lockPoll)
+	if err != nil {
+		l.Close()
+		return nil, fmt.Errorf("lock %s: %w", l.Path(), err)
+	}
+	if !ok {
+		l.Close()
+		return nil, fmt.Errorf("lock %s: %w", l.Path(), ctx.Err())
+	}
+	return func() { l.Unlock(); l.Close() }, nil
+}
+
+// cleanTemp removes files in blobs/tmp and index/ left by interrupted writes
+// that have not been touched for staleTemp. Errors are ignored: another
+// process may be cleaning at the same time.
+func (s *Store) cleanTemp() {
+	for _, dir := range []string{s.tmpDir(), s.indexDir()} {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			if dir == s.indexDir() && !strings.HasPrefix(e.Name(), ".tmp-") {
+				continue
+			}
+			if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > staleTemp {
+				os.Remove(filepath.Join(dir, e.Name()))
+			}
+		}
+	}
+}
+
+// record is the JSON file index/<key>.json: what ref resolved to for a platform.
+type record struct {
+	Ref      string    `json:"ref"`      // canonical reference
+	Platform string    `json:"platform"` // requested platform, os/arch[/variant]
+	Digest   v1.Hash   `json:"digest"`   // manifest digest for that platform
+	Selected string    `json:"selected"` // platform of the selected manifest (may differ in variant)
+	Updated  time.Time `json:"updated"`
+}
+
+func (s *Store) recordPath(ref, platform string) string {
+	sum := sha256.Sum256([]byte(ref + "@" + platform))
+	return filepath.Join(s.indexDir(), hex.EncodeToString(sum[:])+".json")
+}
+
+// readRecord returns the index record for ref@p, or nil if there is none.
+func (s *Store) readRecord(ref, platform string) (*record, error) {
+	b, err := os.ReadFile(s.recordPath(ref, platform))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var r record
+	if err := json.Unmarshal(b, &r); err != nil {
+		// A corrupt record is a cache miss, not a failure: it is rewritten
+		// on the next successful resolve.
+		return nil, nil
+	}
+	if r.Ref != ref || r.Platform != platform {
+		return nil, nil
+	}
+	return &r, nil
+}
+
+// writeRecord atomically writes the index record for r.
+func (s *Store) writeRecord(r *record) error {
+	if err := os.MkdirAll(s.indexDir(), 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(s.indexDir(), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), s.recordPath(r.Ref, r.Platform))
+}
