@@ -304,6 +304,7 @@ func config(runDir, exe string, useReaper bool, opts Options) (*configs.Config, 
 	spec := specconv.Example()
 	specconv.ToRootless(spec)
 	spec.Root = &specs.Root{Path: filepath.Join(runDir, rootfsDir)}
+	spec.Linux.UIDMappings, spec.Linux.GIDMappings, _ = idMappings(opts.Logger)
 	spec.Hostname = opts.Hostname
 	spec.Process.Terminal = false
 	spec.Process.Rlimits = nil
