@@ -1,0 +1,524 @@
+package binfmt
+
+import (
+	"bufio"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Strategy says how binaries of an architecture run.
+type Strategy string
+
+const (
+	// Native: the host CPU runs them; nothing to set up.
+	Native Strategy = "native"
+	// Namespaced: register Plan.Emulator in a binfmt_misc instance of the
+	// container's own user namespace (MountAndRegister).
+	Namespaced Strategy = "namespaced"
+	// HostHandler: a handler registered in the host's binfmt_misc runs them.
+	HostHandler Strategy = "host-handler"
+)
+
+// Sentinel errors of Decide, for errors.Is. The errors Decide returns carry
+// a one-line message with the fix; these only classify them.
+var (
+	// ErrNoEmulator: no qemu for the arch was found (or the one named is unusable).
+	ErrNoEmulator = errors.New("no emulator")
+	// ErrKernelTooOld: the kernel cannot register handlers in a user
+	// namespace and the host has no usable handler.
+	ErrKernelTooOld = errors.New("kernel too old for binfmt_misc in a user namespace")
+	// ErrDynamicEmulator: the only emulator found is dynamically linked.
+	ErrDynamicEmulator = errors.New("emulator is dynamically linked")
+)
+
+// planError is a one-line message for the user that unwraps to a sentinel.
+type planError struct {
+	kind error
+	msg  string
+}
+
+func (e *planError) Error() string { return e.msg }
+func (e *planError) Unwrap() error { return e.kind }
+
+// EnvQemuPath names a public environment variable: a static emulator file,
+// or a directory holding qemu-NAME-static files.
+const EnvQemuPath = "XRUN_QEMU_PATH"
+
+// Options tune Decide. The zero value is ready to use.
+type Options struct {
+	// Emulator is the --emulator PATH override: used as is, and an error if
+	// unusable. Then $XRUN_QEMU_PATH (a file, or a dir holding
+	// qemu-NAME-static), then qemu-NAME-static and qemu-NAME on $PATH, then
+	// /usr/libexec/qemu-binfmt/NAME-binfmt-P (Debian's links to the static
+	// builds), then /usr/bin and /usr/local/bin.
+	Emulator string
+	// HostGOARCH defaults to runtime.GOARCH (set for tests).
+	HostGOARCH string
+	// BinfmtDir is the host's binfmt_misc, default /proc/sys/fs/binfmt_misc.
+	BinfmtDir string
+	// KernelRelease defaults to uname -r; namespaced binfmt needs >= 6.7.
+	KernelRelease string
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+
+	// Seams for tests: getenv defaults to os.Getenv; systemDirs (nil: the
+	// defaults above) replaces the fixed directories searched after $PATH.
+	getenv     func(string) string
+	systemDirs *systemDirs
+}
+
+type systemDirs struct {
+	libexec string   // holds NAME-binfmt-P
+	bins    []string // hold qemu-NAME-static, qemu-NAME
+}
+
+var defaultSystemDirs = systemDirs{
+	libexec: "/usr/libexec/qemu-binfmt",
+	bins:    []string{"/usr/bin", "/usr/local/bin"},
+}
+
+func (o *Options) fill() error {
+	if o.HostGOARCH == "" {
+		o.HostGOARCH = runtime.GOARCH
+	}
+	if o.BinfmtDir == "" {
+		o.BinfmtDir = "/proc/sys/fs/binfmt_misc"
+	}
+	if o.KernelRelease == "" {
+		var u unix.Utsname
+		if err := unix.Uname(&u); err != nil {
+			return fmt.Errorf("uname: %w", err)
+		}
+		o.KernelRelease = unix.ByteSliceToString(u.Release[:])
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.getenv == nil {
+		o.getenv = os.Getenv
+	}
+	if o.systemDirs == nil {
+		o.systemDirs = &defaultSystemDirs
+	}
+	return nil
+}
+
+// Plan is Decide's answer.
+type Plan struct {
+	Strategy Strategy
+	Arch     *Arch
+	// Emulator is, for Namespaced, the host path of the static qemu to
+	// register; for HostHandler, the handler's interpreter (without the F
+	// flag the caller must bind it into the rootfs at this same path).
+	Emulator string
+	// HostFlags are the host handler's flags ("F", "OCF", ...), HostHandler only.
+	HostFlags string
+}
+
+// Decide picks how binaries for goarch/variant run, in this order:
+//   - Native if the host runs them;
+//   - Namespaced if the kernel is 6.7+ and a static emulator is found;
+//   - HostHandler if BinfmtDir has an enabled handler whose magic matches
+//     the arch and whose interpreter can work inside a foreign rootfs;
+//   - else an error whose message says how to fix it, which errors.Is one of
+//     ErrUnknownArch, ErrNoEmulator, ErrKernelTooOld, ErrDynamicEmulator.
+func Decide(goarch, variant string, opts Options) (*Plan, error) {
+	if err := opts.fill(); err != nil {
+		return nil, err
+	}
+	log := opts.Logger.With("arch", goarch)
+	a, err := Lookup(goarch)
+	if err != nil {
+		if goarch == opts.HostGOARCH {
+			// Not in the table but the host's own: nothing to emulate.
+			return &Plan{Strategy: Native, Arch: &Arch{Name: goarch, GOARCH: goarch}}, nil
+		}
+		return nil, err
+	}
+	if !a.supportsVariant(variant) {
+		return nil, &planError{kind: ErrUnknownArch, msg: fmt.Sprintf(
+			"no emulation known for linux/%s/%s; supported variants: %s",
+			goarch, variant, strings.Join(a.Variants, ", "))}
+	}
+	if runsNatively(a, opts.HostGOARCH) {
+		log.Debug("binfmt: native", "host", opts.HostGOARCH)
+		return &Plan{Strategy: Native, Arch: a}, nil
+	}
+
+	// Namespaced registration first: it needs nothing from the host but a
+	// static qemu, and does not depend on how (or whether) the host's
+	// handlers are set up.
+	var emuErr error // why the namespaced way is out, for the final error
+	kernelOK := kernelAtLeast(opts.KernelRelease, 6, 7)
+	if kernelOK {
+		emu, err := findEmulator(a, &opts, log)
+		if err == nil {
+			log.Debug("binfmt: namespaced", "emulator", emu)
+			return &Plan{Strategy: Namespaced, Arch: a, Emulator: emu}, nil
+		}
+		if opts.Emulator != "" || opts.getenv(EnvQemuPath) != "" {
+			// An emulator the user named is unusable: say so rather than
+			// silently taking another way.
+			return nil, err
+		}
+		emuErr = err
+		log.Debug("binfmt: no usable emulator", "err", err)
+	} else if opts.Emulator != "" {
+		log.Warn("binfmt: kernel too old to register the emulator in a user namespace; ignoring it",
+			"kernel", opts.KernelRelease, "emulator", opts.Emulator)
+	}
+
+	h, unusable := findHostHandler(a, opts.BinfmtDir, log)
+	if h != nil {
+		log.Debug("binfmt: host handler", "name", h.name, "interpreter", h.interp, "flags", h.flags)
+		return &Plan{Strategy: HostHandler, Arch: a, Emulator: h.interp, HostFlags: h.flags}, nil
+	}
+	if kernelOK {
+		return nil, emuErr
+	}
+	what := fmt.Sprintf("no host handler for %s is registered", a.Name)
+	if unusable != "" {
+		what = fmt.Sprintf("no usable host handler for %s is registered (%s)", a.Name, unusable)
+	}
+	return nil, &planError{kind: ErrKernelTooOld, msg: fmt.Sprintf(
+		"kernel %s cannot register binfmt handlers in a user namespace (needs Linux 6.7+) and %s: "+
+			"ask an admin to register qemu-user-static with the F flag (e.g. update-binfmts --enable qemu-%s) or upgrade the kernel",
+		shortRelease(opts.KernelRelease), what, a.Name)}
+}
+
+// runsNatively reports whether a host of GOARCH host runs a's binaries.
+func runsNatively(a *Arch, host string) bool {
+	if a.GOARCH == host {
+		return true
+	}
+	if !slices.Contains(a.NativeOn, host) {
+		return false
+	}
+	if a.GOARCH == "arm" && host == "arm64" && runtime.GOARCH == "arm64" {
+		// The table says "possible": ask this CPU (only when it is the host
+		// asked about; a faked HostGOARCH in tests is taken at its word).
+		return aarch32Supported()
+	}
+	// 386 on amd64 needs CONFIG_IA32_EMULATION (and not ia32_emulation=0 on
+	// the command line); every distribution kernel has it, so it is assumed.
+	return true
+}
+
+// perLinux32 is PER_LINUX32 from <linux/personality.h>.
+const perLinux32 = 0x0008
+
+// aarch32Supported reports whether this arm64 machine runs 32-bit ARM
+// binaries. On arm64, personality(PER_LINUX32) fails with EINVAL unless the
+// kernel has CONFIG_COMPAT and every CPU implements AArch32 at EL0
+// (arch/arm64/kernel/sys.c, system_supports_32bit_el0), which is exactly
+// what running an arm binary natively needs. Personality is per thread, so
+// the probe locks the thread and restores the old value.
+func aarch32Supported() bool {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	old, _, errno := unix.RawSyscall(unix.SYS_PERSONALITY, 0xffffffff, 0, 0)
+	if errno != 0 {
+		return false
+	}
+	if _, _, errno = unix.RawSyscall(unix.SYS_PERSONALITY, perLinux32, 0, 0); errno != 0 {
+		return false
+	}
+	unix.RawSyscall(unix.SYS_PERSONALITY, old, 0, 0)
+	return true
+}
+
+// kernelAtLeast compares the major.minor of a release such as
+// "6.18.44-fc-v595". An unparsable release counts as too old.
+func kernelAtLeast(release string, major, minor int) bool {
+	gotMajor, gotMinor, ok := parseRelease(release)
+	if !ok {
+		return false
+	}
+	return gotMajor > major || (gotMajor == major && gotMinor >= minor)
+}
+
+func parseRelease(release string) (major, minor int, ok bool) {
+	majS, rest, found := strings.Cut(release, ".")
+	if !found {
+		return 0, 0, false
+	}
+	end := strings.IndexFunc(rest, func(r rune) bool { return r < '0' || r > '9' })
+	if end < 0 {
+		end = len(rest)
+	}
+	major, err1 := strconv.Atoi(majS)
+	minor, err2 := strconv.Atoi(rest[:end])
+	if err1 != nil || err2 != nil {
+		return 0, 0, false
+	}
+	return major, minor, true
+}
+
+// shortRelease is "6.1" for "6.1.0-28-amd64", for messages.
+func shortRelease(release string) string {
+	if major, minor, ok := parseRelease(release); ok {
+		return fmt.Sprintf("%d.%d", major, minor)
+	}
+	return strconv.Quote(release)
+}
+
+// findEmulator returns the first static emulator for a in the order
+// documented on Options.Emulator. Dynamic candidates are skipped (they look
+// for their own loader inside the guest rootfs and fail there); if only
+// dynamic ones exist the error says so.
+func findEmulator(a *Arch, opts *Options, log *slog.Logger) (string, error) {
+	noEmu := &planError{kind: ErrNoEmulator, msg: fmt.Sprintf(
+		"no emulator for linux/%s: install qemu-user-static (Debian/Ubuntu: apt-get install qemu-user-static; "+
+			"Fedora: dnf install qemu-user-static) or pass --emulator PATH", a.GOARCH)}
+	static := "qemu-" + a.Name + "-static"
+	plain := "qemu-" + a.Name
+
+	// Named by the user: must work.
+	named := opts.Emulator
+	if named == "" {
+		if p := opts.getenv(EnvQemuPath); p != "" {
+			named = p
+			if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+				named = filepath.Join(p, static)
+			}
+		}
+	}
+	if named != "" {
+		if err := checkExecutable(named); err != nil {
+			return "", &planError{kind: ErrNoEmulator, msg: fmt.Sprintf("emulator for linux/%s: %v", a.GOARCH, err)}
+		}
+		ok, err := IsStatic(named)
+		if err != nil {
+			return "", &planError{kind: ErrNoEmulator, msg: fmt.Sprintf("emulator for linux/%s: %v", a.GOARCH, err)}
+		}
+		if !ok {
+			return "", dynamicError(named)
+		}
+		return filepath.Abs(named)
+	}
+
+	var cands []string
+	pathDirs := filepath.SplitList(opts.getenv("PATH"))
+	for _, name := range []string{static, plain} {
+		for _, d := range pathDirs {
+			if d == "" {
+				d = "."
+			}
+			cands = append(cands, filepath.Join(d, name))
+		}
+	}
+	sd := opts.systemDirs
+	if sd.libexec != "" {
+		cands = append(cands, filepath.Join(sd.libexec, a.Name+"-binfmt-P"))
+	}
+	for _, d := range sd.bins {
+		cands = append(cands, filepath.Join(d, static), filepath.Join(d, plain))
+	}
+
+	firstDynamic := ""
+	for _, c := range cands {
+		if checkExecutable(c) != nil {
+			continue
+		}
+		ok, err := IsStatic(c)
+		if err != nil {
+			log.Debug("binfmt: skip emulator candidate", "path", c, "err", err)
+			continue
+		}
+		if !ok {
+			log.Debug("binfmt: skip dynamic emulator", "path", c)
+			if firstDynamic == "" {
+				firstDynamic = c
+			}
+			continue
+		}
+		return filepath.Abs(c)
+	}
+	if firstDynamic != "" {
+		return "", dynamicError(firstDynamic)
+	}
+	return "", noEmu
+}
+
+func dynamicError(path string) error {
+	return &planError{kind: ErrDynamicEmulator, msg: fmt.Sprintf(
+		"emulator %s is dynamically linked and cannot load inside the image: install qemu-user-static or pass a static --emulator", path)}
+}
+
+// checkExecutable reports why path is not an executable regular file.
+func checkExecutable(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
+	if fi.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("%s is not executable", path)
+	}
+	return nil
+}
+
+// hostHandler is one entry of a binfmt_misc directory, as the kernel shows
+// it (fs/binfmt_misc.c entry_status):
+//
+//	enabled
+//	interpreter /usr/bin/qemu-aarch64-static
+//	flags: F
+//	offset 0
+//	magic 7f454c46...
+//	mask ffffff...
+type hostHandler struct {
+	name, interp, flags string
+	enabled             bool
+	offset              int
+	magic, mask         []byte
+}
+
+func parseHostHandler(name string, data []byte) (*hostHandler, error) {
+	h := &hostHandler{name: name}
+	sc := bufio.NewScanner(strings.NewReader(string(data)))
+	for sc.Scan() {
+		line := sc.Text()
+		key, val, _ := strings.Cut(line, " ")
+		var err error
+		switch key {
+		case "enabled":
+			h.enabled = true
+		case "disabled":
+		case "interpreter":
+			h.interp = val
+		case "flags:":
+			h.flags = val
+		case "offset":
+			h.offset, err = strconv.Atoi(val)
+		case "magic":
+			h.magic, err = hex.DecodeString(val)
+		case "mask":
+			h.mask, err = hex.DecodeString(val)
+		case "extension":
+			return nil, errors.New("extension handler")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", line, err)
+		}
+	}
+	if h.magic == nil {
+		return nil, errors.New("no magic")
+	}
+	if h.mask == nil {
+		// Registered without a mask: the kernel compares every byte.
+		h.mask = bytes0xff(len(h.magic))
+	}
+	return h, nil
+}
+
+func bytes0xff(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = 0xff
+	}
+	return b
+}
+
+// sampleHeaders are ELF headers the arch's handler must match: an
+// executable and a position-independent one (ET_EXEC and ET_DYN).
+func sampleHeaders(a *Arch) [][]byte {
+	const n = 64 // an ELF64 header; longer than any magic in the table
+	exec := make([]byte, max(n, len(a.Magic)))
+	copy(exec, a.Magic)
+	dyn := slices.Clone(exec)
+	// e_type is the half-word at offset 16, in the file's byte order (EI_DATA).
+	if exec[5] == 2 {
+		exec[16], exec[17], dyn[16], dyn[17] = 0, 2, 0, 3
+	} else {
+		exec[16], exec[17], dyn[16], dyn[17] = 2, 0, 3, 0
+	}
+	return [][]byte{exec, dyn}
+}
+
+// findHostHandler returns a usable handler for a among the enabled ones in
+// dir; the one preferred has the F flag, then the first by name. unusable
+// says why a matching handler was rejected, for the error message.
+func findHostHandler(a *Arch, dir string, log *slog.Logger) (h *hostHandler, unusable string) {
+	if st, err := os.ReadFile(filepath.Join(dir, "status")); err == nil && strings.TrimSpace(string(st)) == "disabled" {
+		log.Debug("binfmt: host binfmt_misc is disabled", "dir", dir)
+		return nil, ""
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			log.Debug("binfmt: read host handlers", "err", err)
+		}
+		return nil, ""
+	}
+	var found []*hostHandler
+	for _, e := range entries { // ReadDir sorts by name
+		if e.Name() == "register" || e.Name() == "status" || e.IsDir() {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue
+		}
+		c, err := parseHostHandler(e.Name(), data)
+		if err != nil {
+			log.Debug("binfmt: skip host handler", "name", e.Name(), "err", err)
+			continue
+		}
+		if !c.enabled || c.offset != 0 {
+			continue
+		}
+		if !slices.ContainsFunc(sampleHeaders(a), func(s []byte) bool { return matches(s, c.magic, c.mask) }) {
+			continue
+		}
+		if why := handlerUnusable(c); why != "" {
+			log.Debug("binfmt: unusable host handler", "name", c.name, "why", why)
+			if unusable == "" {
+				unusable = fmt.Sprintf("%s: %s", c.name, why)
+			}
+			continue
+		}
+		found = append(found, c)
+	}
+	if len(found) == 0 {
+		return nil, unusable
+	}
+	if i := slices.IndexFunc(found, func(c *hostHandler) bool { return strings.Contains(c.flags, "F") }); i >= 0 {
+		return found[i], ""
+	}
+	return found[0], ""
+}
+
+// handlerUnusable says why a matching host handler cannot run binaries of a
+// foreign rootfs, or "" if it can.
+func handlerUnusable(h *hostHandler) string {
+	static, err := IsStatic(h.interp)
+	if err != nil {
+		if strings.Contains(h.flags, "F") && errors.Is(err, fs.ErrNotExist) {
+			// F: the kernel opened the interpreter at registration and
+			// keeps it open; the path may be gone (e.g. registered from a
+			// container image) and the handler still works.
+			return ""
+		}
+		return fmt.Sprintf("interpreter %s: %v", h.interp, err)
+	}
+	if !static {
+		// Even with F the interpreter's own loader (PT_INTERP) is looked
+		// up at exec time, in the guest's root, where it does not exist.
+		return fmt.Sprintf("interpreter %s is dynamically linked", h.interp)
+	}
+	return ""
+}
