@@ -10,6 +10,7 @@ import (
 
 	"github.com/xrun-dev/xrun/pkg/engine"
 	"github.com/xrun-dev/xrun/pkg/pull"
+	"github.com/xrun-dev/xrun/pkg/sandbox"
 )
 
 var runCommand = &cli.Command{
@@ -39,6 +40,8 @@ func commonFlags() []cli.Flag {
 func runFlags() []cli.Flag {
 	return append(commonFlags(),
 		&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "set `KEY=VALUE` in the container (KEY alone: take it from the host)"},
+		&cli.BoolFlag{Name: "interactive", Aliases: []string{"i"}, Usage: "keep standard input open (always the case; accepted for docker habits)"},
+		&cli.BoolFlag{Name: "tty", Aliases: []string{"t"}, Usage: "give the command a pseudo-terminal (standard input must be a terminal)"},
 		&cli.BoolFlag{Name: "no-cwd", Usage: "do not bind the current directory into the container"},
 		&cli.StringFlag{Name: "emulator", Usage: "static qemu-user `PATH` to use for a foreign platform", EnvVars: []string{"XRUN_QEMU_PATH"}},
 	)
@@ -72,6 +75,11 @@ func runOpts(c *cli.Context) (engine.Options, error) {
 			return engine.Options{}, err
 		}
 	}
+	if c.Bool("tty") {
+		if f, ok := c.App.Reader.(*os.File); !ok || !sandbox.IsTerminal(f) {
+			return engine.Options{}, errors.New("-t needs standard input to be a terminal: drop -t when piping or in CI")
+		}
+	}
 	var env []string
 	for _, e := range c.StringSlice("env") {
 		if e == "" || e[0] == '=' {
@@ -93,6 +101,7 @@ func runOpts(c *cli.Context) (engine.Options, error) {
 		Args:     cmd,
 		Env:      env,
 		Emulator: c.String("emulator"),
+		TTY:      c.Bool("tty"),
 		Stdin:    c.App.Reader,
 		Stdout:   c.App.Writer,
 		Stderr:   c.App.ErrWriter,

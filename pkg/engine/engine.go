@@ -38,6 +38,8 @@ type Options struct {
 	// BindCwd is a host directory bound at the same path and used as the
 	// working directory ("" keeps the image's WorkingDir).
 	BindCwd string
+	// TTY gives the command a pseudo-terminal (-t).
+	TTY bool
 	// Emulator overrides emulator discovery (--emulator).
 	Emulator string
 	Stdin    io.Reader
@@ -161,6 +163,7 @@ func Run(ctx context.Context, o Options) error {
 		Env:       mergeEnv(defaultEnv, cfg.Env, o.Env),
 		Cwd:       cfg.WorkingDir,
 		Emulation: plan,
+		TTY:       o.TTY,
 		Stdin:     o.Stdin,
 		Stdout:    o.Stdout,
 		Stderr:    o.Stderr,

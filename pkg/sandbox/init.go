@@ -70,7 +70,7 @@ func prepare() error {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("create binfmt_misc mount point: %w", err)
 		}
-		if err := binfmt.MountAndRegister(dir, p.Emulation, p.BinfmtMask); err != nil {
+		if err := binfmt.MountAndRegister(dir, p.Emulation, p.BinfmtFlags); err != nil {
 			return err
 		}
 	}

@@ -42,6 +42,12 @@ func Reap(args []string) int {
 		Env:   os.Environ(),
 		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
 	}
+	if IsTerminal(os.Stdin) {
+		// Give the command its own process group in the terminal's
+		// foreground: Ctrl-C and Ctrl-Z from the pty reach it (and its
+		// children), not this init.
+		attr.Sys = &syscall.SysProcAttr{Setpgid: true, Foreground: true, Ctty: 0}
+	}
 	child, err := os.StartProcess(path, cmd, attr)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "xrun: cannot execute %s: %v\n", cmd[0], err)

@@ -52,6 +52,9 @@ type Options struct {
 	// user namespace before pivot_root (Strategy binfmt.Namespaced), or
 	// binds a host handler's interpreter (binfmt.HostHandler).
 	Emulation *binfmt.Plan
+	// TTY gives the command a pseudo-terminal; Stdin must then be a
+	// terminal (*os.File), and Stdout receives everything the pty prints.
+	TTY bool
 	// Hostname inside the UTS namespace ("" keeps the host's).
 	Hostname string
 	// Stdin, Stdout, Stderr default to the process's own.
@@ -116,9 +119,9 @@ func (e *ExitError) Error() string { return fmt.Sprintf("command exited with sta
 // the run directory, the parent of its working directory (libcontainer starts
 // init in Config.Rootfs).
 type initParams struct {
-	Lower      string       `json:"lower"`
-	Emulation  *binfmt.Plan `json:"emulation,omitempty"`
-	BinfmtMask string       `json:"binfmt_flags,omitempty"`
+	Lower       string       `json:"lower"`
+	Emulation   *binfmt.Plan `json:"emulation,omitempty"`
+	BinfmtFlags string       `json:"binfmt_flags,omitempty"`
 }
 
 const (
@@ -169,10 +172,11 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	defer os.RemoveAll(runDir)
 
+	uids, gids, fullIDs := idMappings(log)
 	params := initParams{Lower: opts.Lower}
 	if opts.Emulation != nil && opts.Emulation.Strategy == binfmt.Namespaced {
 		params.Emulation = opts.Emulation
-		params.BinfmtMask = "F"
+		params.BinfmtFlags = binfmtFlags(fullIDs)
 	}
 	pb, err := json.Marshal(params)
 	if err != nil {
@@ -194,7 +198,7 @@ func Run(ctx context.Context, opts Options) error {
 		log.Debug("xrun binary is not static: the command runs as PID 1 without a native init", "binary", exe)
 	}
 
-	cfg, err := config(runDir, exe, useReaper, opts)
+	cfg, err := config(runDir, exe, useReaper, uids, gids, opts)
 	if err != nil {
 		return err
 	}
@@ -217,6 +221,18 @@ func Run(ctx context.Context, opts Options) error {
 		Stderr: opts.Stderr,
 		Init:   true,
 	}
+	var tty *ttySession
+	if opts.TTY {
+		f, ok := opts.Stdin.(*os.File)
+		if !ok || !IsTerminal(f) {
+			return errors.New("-t needs standard input to be a terminal")
+		}
+		if tty, err = newTTY(proc, f); err != nil {
+			return err
+		}
+		defer tty.close()
+		proc.Stdin, proc.Stdout, proc.Stderr = nil, nil, nil
+	}
 	// Notify before starting so no signal between start and the forwarding
 	// loop falls through to the default action (killing xrun only).
 	sigc := make(chan os.Signal, 16)
@@ -226,12 +242,24 @@ func Run(ctx context.Context, opts Options) error {
 	if err := c.Run(proc); err != nil {
 		return startError(err, opts.Args[0])
 	}
+	if tty != nil {
+		if err := tty.attach(opts.Stdin, opts.Stdout); err != nil {
+			_ = proc.Signal(unix.SIGKILL)
+			_, _ = proc.Wait()
+			return err
+		}
+		tty.resize()
+	}
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
 		for {
 			select {
 			case s := <-sigc:
+				if s == unix.SIGWINCH && tty != nil {
+					tty.resize()
+					continue
+				}
 				_ = proc.Signal(s)
 			case <-done:
 				return
@@ -300,11 +328,11 @@ var capabilities = []string{
 // as runc does for `runc spec --rootless`, so the rootless adjustments
 // (sysfs as a read-only rbind, no uid=/gid= mount options, device binds)
 // come from specconv itself.
-func config(runDir, exe string, useReaper bool, opts Options) (*configs.Config, error) {
+func config(runDir, exe string, useReaper bool, uids, gids []specs.LinuxIDMapping, opts Options) (*configs.Config, error) {
 	spec := specconv.Example()
 	specconv.ToRootless(spec)
 	spec.Root = &specs.Root{Path: filepath.Join(runDir, rootfsDir)}
-	spec.Linux.UIDMappings, spec.Linux.GIDMappings, _ = idMappings(opts.Logger)
+	spec.Linux.UIDMappings, spec.Linux.GIDMappings = uids, gids
 	spec.Hostname = opts.Hostname
 	spec.Process.Terminal = false
 	spec.Process.Rlimits = nil
@@ -375,4 +403,19 @@ func quietLibcontainer(log *slog.Logger) {
 		return
 	}
 	logrus.SetOutput(io.Discard)
+}
+
+// binfmtFlags are the flags of the handler a run registers:
+//   - F: the kernel opens the emulator at registration, so it works after
+//     pivot_root, where its host path no longer exists.
+//   - P: keep the command's argv[0] (qemu learns it from AT_FLAGS);
+//     multi-call binaries such as busybox pick their applet from it.
+//   - C: compute credentials from the binary, not from qemu, so setuid
+//     programs (sudo, su) work; only meaningful when more than one id is
+//     mapped.
+func binfmtFlags(fullIDs bool) string {
+	if fullIDs {
+		return "FPC"
+	}
+	return "FP"
 }
