@@ -94,6 +94,7 @@ Examples:
 		ExitErrHandler: func(*cli.Context, error) {},
 		Commands: []*cli.Command{
 			runCommand,
+			shellCommand,
 			pullCommand,
 		},
 	}

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	securejoin "github.com/cyphar/filepath-securejoin"
+
 	"github.com/xrun-dev/xrun/pkg/binfmt"
 	"github.com/xrun-dev/xrun/pkg/pull"
 	"github.com/xrun-dev/xrun/pkg/rootfs"
@@ -38,6 +40,9 @@ type Options struct {
 	// BindCwd is a host directory bound at the same path and used as the
 	// working directory ("" keeps the image's WorkingDir).
 	BindCwd string
+	// Shell, with no Args, runs an interactive shell instead of the image's
+	// Entrypoint and Cmd: the image's SHELL, else bash, else sh.
+	Shell bool
 	// TTY gives the command a pseudo-terminal (-t).
 	TTY bool
 	// Emulator overrides emulator discovery (--emulator).
@@ -144,7 +149,13 @@ func Run(ctx context.Context, o Options) error {
 	}
 	cfg := p.Image.Config.Config
 	args := append(append([]string{}, cfg.Entrypoint...), o.Args...)
-	if len(o.Args) == 0 {
+	switch {
+	case o.Shell:
+		args = o.Args
+		if len(args) == 0 {
+			args = shell(p.Rootfs, cfg.Shell)
+		}
+	case len(o.Args) == 0:
 		args = append(args, cfg.Cmd...)
 	}
 	if len(args) == 0 {
@@ -240,4 +251,22 @@ func ExitCode(err error) int {
 		return ce.Code
 	}
 	return 125
+}
+
+// shell picks the interactive shell of an image: its SHELL, else the first
+// of bash and sh that exists in the rootfs.
+func shell(root string, imageShell []string) []string {
+	if len(imageShell) > 0 {
+		return imageShell
+	}
+	for _, sh := range []string{"/bin/bash", "/usr/bin/bash"} {
+		p, err := securejoin.SecureJoin(root, sh)
+		if err != nil {
+			continue
+		}
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+			return []string{sh}
+		}
+	}
+	return []string{"/bin/sh"}
 }
