@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -92,11 +94,7 @@ Examples:
 		// Exit codes are ours to return (see Main), never os.Exit inside
 		// Run, which would skip deferred clean-up.
 		ExitErrHandler: func(*cli.Context, error) {},
-		Commands: []*cli.Command{
-			runCommand,
-			shellCommand,
-			pullCommand,
-		},
+		Commands:       commands(),
 	}
 	return app
 }
@@ -122,4 +120,17 @@ func newLogger(c *cli.Context) *slog.Logger {
 		},
 	})
 	return slog.New(h).With("prog", "xrun")
+}
+
+// registered holds the subcommands; each command's file adds itself in an
+// init function, so commands can be added without touching this file.
+var registered []*cli.Command
+
+func register(c *cli.Command) { registered = append(registered, c) }
+
+// commands returns the subcommands sorted by name, as --help lists them.
+func commands() []*cli.Command {
+	cs := slices.Clone(registered)
+	slices.SortFunc(cs, func(a, b *cli.Command) int { return strings.Compare(a.Name, b.Name) })
+	return cs
 }

@@ -10,6 +10,8 @@ import (
 	"github.com/xrun-dev/xrun/pkg/pull"
 )
 
+func init() { register(pullCommand) }
+
 var pullCommand = &cli.Command{
 	Name:      "pull",
 	Usage:     "pull an image and unpack it into the cache, ready to run offline",

@@ -13,6 +13,8 @@ import (
 	"github.com/xrun-dev/xrun/pkg/sandbox"
 )
 
+func init() { register(runCommand) }
+
 var runCommand = &cli.Command{
 	Name:      "run",
 	Usage:     "run a command in an image (the default command)",

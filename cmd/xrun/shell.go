@@ -9,6 +9,8 @@ import (
 	"github.com/xrun-dev/xrun/pkg/sandbox"
 )
 
+func init() { register(shellCommand) }
+
 var shellCommand = &cli.Command{
 	Name:      "shell",
 	Usage:     "start an interactive shell in an image",
