@@ -1,0 +1,112 @@
+package rootfs
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"io"
+	"strings"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+)
+
+var (
+	magicGzip  = []byte{0x1f, 0x8b}
+	magicZstd  = []byte{0x28, 0xb5, 0x2f, 0xfd}
+	magicBzip2 = []byte("BZh")
+	magicXz    = []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
+)
+
+// applyLayer opens, decompresses, unpacks and verifies one layer. Errors are
+// not prefixed with the layer: the caller does that.
+func (u *unpacker) applyLayer(ctx context.Context, l Layer) error {
+	if strings.Contains(l.MediaType, "encrypted") {
+		return fmt.Errorf("unsupported media type %q", l.MediaType)
+	}
+	var h hash.Hash
+	var wantHex string
+	if l.DiffID != "" {
+		alg, hx, ok := strings.Cut(l.DiffID, ":")
+		switch {
+		case ok && alg == "sha256":
+			h = sha256.New()
+		case ok && alg == "sha512":
+			h = sha512.New()
+		default:
+			return fmt.Errorf("unsupported diffid %q", l.DiffID)
+		}
+		wantHex = hx
+	}
+	if l.Open == nil {
+		return fmt.Errorf("[internal error] layer has no Open func")
+	}
+	rc, err := l.Open()
+	if err != nil {
+		return fmt.Errorf("open blob: %w", err)
+	}
+	defer rc.Close()
+
+	br := bufio.NewReaderSize(rc, 64<<10)
+	magic, _ := br.Peek(6) // short or empty blobs are plain (empty) tars
+	var r io.Reader = br
+	comp := "none"
+	switch {
+	case bytes.HasPrefix(magic, magicGzip):
+		comp = "gzip"
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return fmt.Errorf("gzip: %w", err)
+		}
+		defer zr.Close()
+		r = zr
+	case bytes.HasPrefix(magic, magicZstd):
+		comp = "zstd"
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return fmt.Errorf("zstd: %w", err)
+		}
+		defer zr.Close()
+		r = zr
+	case bytes.HasPrefix(magic, magicBzip2), bytes.HasPrefix(magic, magicXz):
+		return fmt.Errorf("unsupported compression (bzip2/xz) for media type %q", l.MediaType)
+	}
+	declared := "none"
+	for _, c := range []string{"gzip", "zstd"} {
+		if strings.Contains(l.MediaType, c) {
+			declared = c
+		}
+	}
+	if l.MediaType != "" && declared != comp {
+		u.log.Debug("layer compression differs from its media type; using the magic bytes",
+			"layer", l.Digest, "mediaType", l.MediaType, "detected", comp)
+	}
+
+	lr := &limitReader{ctx: ctx, r: r, max: u.opts.MaxBytes}
+	var tr io.Reader = lr
+	if h != nil {
+		tr = io.TeeReader(lr, h)
+	}
+	if err := u.apply(ctx, tr, lr); err != nil {
+		return err
+	}
+	// The tar end marker may be followed by padding: hash it too.
+	if _, err := io.Copy(io.Discard, tr); err != nil {
+		if lr.err != nil {
+			return lr.err
+		}
+		return fmt.Errorf("read layer: %w", err)
+	}
+	if h != nil {
+		if got := hex.EncodeToString(h.Sum(nil)); got != wantHex {
+			alg, _, _ := strings.Cut(l.DiffID, ":")
+			return fmt.Errorf("%w: uncompressed content is %s:%s, want %s", ErrDiffIDMismatch, alg, got, l.DiffID)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,86 @@
+package rootfs
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+)
+
+// Layer is one image layer, applied in order by Cache.Ensure.
+type Layer struct {
+	// Digest is the compressed digest ("sha256:..."), used in error messages.
+	Digest string
+	// DiffID is the digest of the uncompressed tar ("sha256:..." or "sha512:...").
+	// It is verified while unpacking; a mismatch fails the layer. Empty skips
+	// the check (the blob store already verified Digest).
+	DiffID string
+	// MediaType is the OCI/docker layer media type. The compression is taken
+	// from the stream's magic bytes (gzip, zstd, else plain tar), which also
+	// covers unknown or lying media types; encrypted layers are refused.
+	MediaType string
+	// Open returns the compressed blob.
+	Open func() (io.ReadCloser, error)
+}
+
+// DefaultMaxBytes is the per-layer uncompressed size limit used when
+// Options.MaxBytes is 0.
+const DefaultMaxBytes int64 = 64 << 30
+
+// Options tunes unpacking. The zero value is ready to use.
+type Options struct {
+	// Logger receives debug lines and one summary per unpack. Default: discard.
+	Logger *slog.Logger
+	// MaxBytes bounds the uncompressed bytes of one layer (stream bytes and
+	// the sum of file sizes, which also covers sparse files): a guard against
+	// decompression bombs. Default (0): DefaultMaxBytes.
+	MaxBytes int64
+}
+
+func (o Options) fill() Options {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = DefaultMaxBytes
+	}
+	return o
+}
+
+// Stats counts what an unpack did.
+type Stats struct {
+	Files          int   // regular files written
+	Dirs           int   // directory entries applied
+	Symlinks       int   // symlinks created
+	Hardlinks      int   // hard links created
+	Fifos          int   // named pipes created
+	Whiteouts      int   // whiteout and opaque markers applied
+	SkippedDevices int   // char/block devices skipped (cannot be created rootless)
+	SkippedOther   int   // entries of unknown type skipped
+	Bytes          int64 // file content bytes written
+}
+
+func (s *Stats) add(o Stats) {
+	s.Files += o.Files
+	s.Dirs += o.Dirs
+	s.Symlinks += o.Symlinks
+	s.Hardlinks += o.Hardlinks
+	s.Fifos += o.Fifos
+	s.Whiteouts += o.Whiteouts
+	s.SkippedDevices += o.SkippedDevices
+	s.SkippedOther += o.SkippedOther
+	s.Bytes += o.Bytes
+}
+
+var (
+	// ErrUnsafeEntry is wrapped by errors about tar entries that would leave
+	// or replace the root (they are refused rather than contained).
+	ErrUnsafeEntry = errors.New("unsafe entry")
+	// ErrTooLarge is wrapped by the decompression-bomb guard's error.
+	ErrTooLarge = errors.New("uncompressed size limit exceeded")
+	// ErrDiffIDMismatch is wrapped when a layer's uncompressed digest differs from its DiffID.
+	ErrDiffIDMismatch = errors.New("diffid mismatch")
+	// ErrNotFound is wrapped by Remove when the key is not published.
+	ErrNotFound = errors.New("rootfs not found")
+	// ErrInvalidKey is wrapped when a cache key is not a plain [A-Za-z0-9_] name.
+	ErrInvalidKey = errors.New("invalid rootfs key")
+)

@@ -1,0 +1,702 @@
+package rootfs
+
+import (
+	"archive/tar"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	whiteoutPrefix = ".wh."
+	whiteoutMeta   = ".wh..wh."
+	opaqueMarker   = ".wh..wh..opq"
+	rootlessXattr  = "user.rootlesscontainers"
+	paxXattrPrefix = "SCHILY.xattr."
+)
+
+// Unpack applies one uncompressed tar stream (a layer) onto dir, which must
+// exist. Directory modes and times are applied when the stream ends.
+//
+// Unpack is a single-layer convenience (tests, fuzzing). Cache.Ensure applies
+// all layers with one unpacker, so that a directory made 0555 by layer 1 can
+// still be written by layer 2 when unprivileged; calling Unpack repeatedly on
+// one dir works too, except through directories whose owner lacks r or x.
+func Unpack(ctx context.Context, dir string, r io.Reader, opts Options) (Stats, error) {
+	opts = opts.fill()
+	u, err := newUnpacker(dir, opts)
+	if err != nil {
+		return Stats{}, err
+	}
+	defer u.close()
+	lr := &limitReader{ctx: ctx, r: r, max: opts.MaxBytes}
+	err = u.apply(ctx, lr, lr)
+	if ferr := u.finish(); err == nil {
+		err = ferr
+	}
+	return u.stats, err
+}
+
+// unpacker applies layers onto one directory tree.
+type unpacker struct {
+	root    string
+	rootFD  int
+	opts    Options
+	log     *slog.Logger
+	stats   Stats
+	pending map[string]dirMeta  // directory modes/times applied by finish, by cleaned path
+	added   map[entKey]struct{} // entries written by the current layer (whiteouts spare them)
+	fixed   map[uint64]struct{} // inodes of directories already checked for owner rwx
+	layerSz int64               // sum of file sizes in the current layer
+	noXattr bool                // the filesystem refused user xattrs: stop trying
+}
+
+type dirMeta struct {
+	ino          uint64
+	mode         uint32
+	atime, mtime time.Time
+	hasTime      bool
+}
+
+// entKey names a directory entry by its parent's inode, so that an entry
+// reached through a symlinked parent is still recognised.
+type entKey struct {
+	dir  uint64
+	name string
+}
+
+func newUnpacker(root string, opts Options) (*unpacker, error) {
+	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: root, Err: err}
+	}
+	return &unpacker{
+		root:    root,
+		rootFD:  fd,
+		opts:    opts,
+		log:     opts.Logger,
+		pending: map[string]dirMeta{},
+		fixed:   map[uint64]struct{}{},
+	}, nil
+}
+
+func (u *unpacker) close() { unix.Close(u.rootFD) }
+
+// apply reads one tar stream to its end-of-archive marker. lr is the
+// limitReader somewhere below r: its error explains a failed read.
+func (u *unpacker) apply(ctx context.Context, r io.Reader, lr *limitReader) error {
+	u.added = map[entKey]struct{}{}
+	u.layerSz = 0
+	tr := tar.NewReader(r)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			if lr.err != nil {
+				return lr.err
+			}
+			return fmt.Errorf("read tar: %w", err)
+		}
+		if err := u.entry(hdr, tr); err != nil {
+			if lr.err != nil {
+				return lr.err
+			}
+			if errors.Is(err, ErrTooLarge) {
+				return err // a layer-wide limit: "uncompressed size exceeds N bytes"
+			}
+			return fmt.Errorf("entry %q: %w", hdr.Name, err)
+		}
+	}
+}
+
+func unsafeErr(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrUnsafeEntry, fmt.Sprintf(format, args...))
+}
+
+func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
+	rel := cleanRel(hdr.Name)
+	dir, base := splitRel(rel)
+	if strings.HasPrefix(base, whiteoutPrefix) {
+		return u.whiteout(dir, base)
+	}
+	switch hdr.Typeflag {
+	case tar.TypeReg, tar.TypeDir, tar.TypeSymlink, tar.TypeLink, tar.TypeFifo:
+	case tar.TypeChar, tar.TypeBlock:
+		u.stats.SkippedDevices++
+		return nil
+	default:
+		u.stats.SkippedOther++
+		u.log.Debug("skipping tar entry of unknown type", "entry", hdr.Name, "type", string(hdr.Typeflag))
+		return nil
+	}
+	if hdr.Typeflag == tar.TypeReg {
+		if hdr.Size < 0 {
+			return fmt.Errorf("negative size %d", hdr.Size)
+		}
+		u.layerSz += hdr.Size
+		if u.layerSz > u.opts.MaxBytes || u.layerSz < 0 {
+			return tooLargeError(u.opts.MaxBytes)
+		}
+	}
+	if rel == "" {
+		if hdr.Typeflag != tar.TypeDir {
+			return unsafeErr("refusing to replace the root with a non-directory")
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(u.rootFD, &st); err != nil {
+			return err
+		}
+		u.setPending("", st.Ino, hdr)
+		u.stats.Dirs++
+		return nil
+	}
+
+	pfd, pino, err := u.ensureDir(dir)
+	if err != nil {
+		return fmt.Errorf("parent directory: %w", err)
+	}
+	defer unix.Close(pfd)
+
+	var st unix.Stat_t
+	exists := true
+	if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); errors.Is(err, unix.ENOENT) {
+		exists = false
+	} else if err != nil {
+		return err
+	}
+
+	var target linkTarget
+	if hdr.Typeflag == tar.TypeLink {
+		target, err = u.openLinkTarget(hdr.Linkname)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(target.dfd)
+		if exists && st.Ino == target.st.Ino && st.Dev == target.st.Dev {
+			// Already the same inode (a link to itself or through a
+			// symlinked parent): nothing to do, and unlinking it first
+			// would lose the target.
+			u.added[entKey{pino, base}] = struct{}{}
+			u.stats.Hardlinks++
+			return nil
+		}
+	}
+
+	if exists && !(hdr.Typeflag == tar.TypeDir && isDirMode(st.Mode)) {
+		if err := removeAllAt(pfd, base); err != nil {
+			return fmt.Errorf("remove existing entry: %w", err)
+		}
+	}
+
+	mode := uint32(hdr.Mode) & 0o7777
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		if !exists || !isDirMode(st.Mode) {
+			if err := unix.Mkdirat(pfd, base, 0o700); err != nil {
+				return err
+			}
+		}
+		fd, err := openDirAt(pfd, base)
+		if err != nil {
+			return err
+		}
+		var dst unix.Stat_t
+		err = unix.Fstat(fd, &dst)
+		if err == nil {
+			err = u.makeWritable(fd, &dst, rel)
+		}
+		if err == nil {
+			err = u.setXattrs(fd, hdr)
+		}
+		unix.Close(fd)
+		if err != nil {
+			return err
+		}
+		u.setPending(rel, dst.Ino, hdr)
+		u.stats.Dirs++
+	case tar.TypeReg:
+		fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return err
+		}
+		f := os.NewFile(uintptr(fd), rel)
+		n, err := io.Copy(f, r)
+		if err == nil {
+			err = u.setXattrs(fd, hdr)
+		}
+		if err == nil {
+			// After the write and the xattrs (user xattrs need write
+			// permission), so setuid bits survive and 0444 is no obstacle.
+			err = unix.Fchmod(fd, mode)
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+		u.stats.Bytes += n
+		if err := setTimes(pfd, base, hdr); err != nil {
+			return err
+		}
+		u.stats.Files++
+	case tar.TypeSymlink:
+		// The target is stored verbatim and never followed by us.
+		if err := unix.Symlinkat(hdr.Linkname, pfd, base); err != nil {
+			return err
+		}
+		if err := setTimes(pfd, base, hdr); err != nil {
+			return err
+		}
+		u.stats.Symlinks++
+	case tar.TypeLink:
+		// Flags 0: a link to a symlink links the symlink itself.
+		if err := unix.Linkat(target.dfd, target.base, pfd, base, 0); err != nil {
+			return fmt.Errorf("hardlink to %q: %w", hdr.Linkname, err)
+		}
+		u.stats.Hardlinks++
+	case tar.TypeFifo:
+		if err := unix.Mknodat(pfd, base, unix.S_IFIFO|0o600, 0); err != nil {
+			return err
+		}
+		if err := unix.Fchmodat(pfd, base, mode, 0); err != nil {
+			return err
+		}
+		if err := setTimes(pfd, base, hdr); err != nil {
+			return err
+		}
+		u.stats.Fifos++
+	}
+	u.added[entKey{pino, base}] = struct{}{}
+	return nil
+}
+
+type linkTarget struct {
+	dfd  int
+	base string
+	st   unix.Stat_t
+}
+
+// openLinkTarget resolves a hardlink target inside the root: "../../x" and
+// "/etc/passwd" name <root>/x and <root>/etc/passwd, never host files.
+func (u *unpacker) openLinkTarget(name string) (linkTarget, error) {
+	rel := cleanRel(name)
+	if rel == "" {
+		return linkTarget{}, unsafeErr("hardlink to the root %q", name)
+	}
+	dir, base := splitRel(rel)
+	dfd, err := openDirIn(u.root, u.rootFD, dir)
+	if err != nil {
+		return linkTarget{}, fmt.Errorf("hardlink target %q: %w", name, err)
+	}
+	t := linkTarget{dfd: dfd, base: base}
+	if err := unix.Fstatat(dfd, base, &t.st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		unix.Close(dfd)
+		return linkTarget{}, fmt.Errorf("hardlink target %q: %w", name, err)
+	}
+	if isDirMode(t.st.Mode) {
+		unix.Close(dfd)
+		return linkTarget{}, fmt.Errorf("hardlink target %q is a directory", name)
+	}
+	return t, nil
+}
+
+// ensureDir opens directory rel (resolved inside the root), creating missing
+// components as 0755 directories, and makes it owner-writable. It returns the
+// fd and the directory's inode.
+func (u *unpacker) ensureDir(rel string) (int, uint64, error) {
+	fd, err := openDirIn(u.root, u.rootFD, rel)
+	if errors.Is(err, unix.ENOENT) && rel != "" {
+		fd, err = u.mkdirImplicit(rel)
+	}
+	if err != nil {
+		return -1, 0, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, 0, err
+	}
+	if err := u.makeWritable(fd, &st, rel); err != nil {
+		unix.Close(fd)
+		return -1, 0, err
+	}
+	return fd, st.Ino, nil
+}
+
+// mkdirImplicit creates the missing directories of rel, which may lead
+// through symlinks (even dangling ones such as "var/run -> /run" before /run
+// exists): SecureJoin resolves it to a symlink-free path inside the root,
+// which is then walked component by component with O_NOFOLLOW.
+func (u *unpacker) mkdirImplicit(rel string) (int, error) {
+	p, err := securejoin.SecureJoin(u.root, rel)
+	if err != nil {
+		return -1, err
+	}
+	r, err := filepath.Rel(u.root, p)
+	if err != nil || r == ".." || strings.HasPrefix(r, "../") {
+		return -1, fmt.Errorf("[internal error] %q resolved outside the root: %q", rel, p)
+	}
+	fd, err := unix.Dup(u.rootFD)
+	if err != nil {
+		return -1, err
+	}
+	cur := ""
+	for c := range strings.SplitSeq(filepath.ToSlash(r), "/") {
+		if c == "." || c == "" {
+			continue
+		}
+		var st unix.Stat_t
+		err := unix.Fstat(fd, &st)
+		if err == nil {
+			err = u.makeWritable(fd, &st, cur)
+		}
+		if err == nil {
+			err = unix.Mkdirat(fd, c, 0o755)
+			if err == nil {
+				// Exact mode whatever the umask; also clears a setgid
+				// inherited from the parent.
+				err = unix.Fchmodat(fd, c, 0o755, 0)
+			} else if errors.Is(err, unix.EEXIST) {
+				err = nil // the O_NOFOLLOW open below refuses anything but a directory
+			}
+		}
+		var nfd int
+		if err == nil {
+			nfd, err = unix.Openat(fd, c, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		}
+		unix.Close(fd)
+		if err != nil {
+			return -1, err
+		}
+		fd, cur = nfd, joinRel(cur, c)
+	}
+	return fd, nil
+}
+
+// makeWritable gives the directory fd owner rwx while unpacking, so that an
+// unprivileged unpacker can write into a lower layer's 0555 directory. A mode
+// changed here is restored by finish unless an entry sets it.
+func (u *unpacker) makeWritable(fd int, st *unix.Stat_t, rel string) error {
+	if _, ok := u.fixed[st.Ino]; ok {
+		return nil
+	}
+	if st.Mode&0o700 != 0o700 {
+		if _, ok := u.pending[rel]; !ok {
+			u.pending[rel] = dirMeta{ino: st.Ino, mode: st.Mode & 0o7777}
+		}
+		if err := unix.Fchmod(fd, st.Mode&0o7777|0o700); err != nil {
+			return err
+		}
+	}
+	u.fixed[st.Ino] = struct{}{}
+	return nil
+}
+
+func (u *unpacker) setPending(rel string, ino uint64, hdr *tar.Header) {
+	m := dirMeta{ino: ino, mode: uint32(hdr.Mode) & 0o7777}
+	if !hdr.ModTime.IsZero() {
+		m.mtime, m.atime, m.hasTime = hdr.ModTime, hdr.ModTime, true
+		if !hdr.AccessTime.IsZero() {
+			m.atime = hdr.AccessTime
+		}
+	}
+	u.pending[rel] = m
+}
+
+// whiteout applies ".wh.NAME" (delete NAME from lower layers) or
+// ".wh..wh..opq" (empty the directory's lower contents). Entries the current
+// layer wrote are spared whatever the tar order; the ones it writes later
+// are unaffected anyway.
+func (u *unpacker) whiteout(dir, base string) error {
+	u.stats.Whiteouts++
+	if base != opaqueMarker && strings.HasPrefix(base, whiteoutMeta) {
+		return nil // other aufs metadata (.wh..wh.plnk, ...): ignore
+	}
+	name := strings.TrimPrefix(base, whiteoutPrefix)
+	if base != opaqueMarker && (name == "" || name == "." || name == "..") {
+		return unsafeErr("invalid whiteout name")
+	}
+	dfd, err := openDirIn(u.root, u.rootFD, dir)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+		return nil // nothing below to hide
+	}
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dfd)
+	var st unix.Stat_t
+	if err := unix.Fstat(dfd, &st); err != nil {
+		return err
+	}
+	if err := u.makeWritable(dfd, &st, dir); err != nil {
+		return err
+	}
+	if base != opaqueMarker {
+		return u.removeLowerAt(dfd, st.Ino, name, joinRel(dir, name))
+	}
+	return u.removeLowerChildren(dfd, st.Ino, dir)
+}
+
+// removeLowerAt removes name from dfd unless the current layer wrote it;
+// a directory is walked so that the layer's own entries inside survive.
+func (u *unpacker) removeLowerAt(dfd int, dino uint64, name, rel string) error {
+	var st unix.Stat_t
+	if err := unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); errors.Is(err, unix.ENOENT) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	_, added := u.added[entKey{dino, name}]
+	if !isDirMode(st.Mode) {
+		if added {
+			return nil
+		}
+		return unix.Unlinkat(dfd, name, 0)
+	}
+	fd, err := openDirAt(dfd, name)
+	if err != nil {
+		return err
+	}
+	var dst unix.Stat_t
+	if err := unix.Fstat(fd, &dst); err != nil {
+		unix.Close(fd)
+		return err
+	}
+	if err := u.makeWritable(fd, &dst, rel); err != nil {
+		unix.Close(fd)
+		return err
+	}
+	err = u.removeLowerChildren(fd, dst.Ino, rel)
+	unix.Close(fd)
+	if err != nil || added {
+		return err
+	}
+	err = unix.Unlinkat(dfd, name, unix.AT_REMOVEDIR)
+	if errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) {
+		return nil // holds entries of the current layer: keep it
+	}
+	return err
+}
+
+func (u *unpacker) removeLowerChildren(fd int, ino uint64, rel string) error {
+	nfd, err := unix.Dup(fd)
+	if err != nil {
+		return err
+	}
+	f := os.NewFile(uintptr(nfd), rel)
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := u.removeLowerAt(fd, ino, n, joinRel(rel, n)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (u *unpacker) setXattrs(fd int, hdr *tar.Header) error {
+	if u.noXattr {
+		return nil
+	}
+	set := func(name string, val []byte) error {
+		err := unix.Fsetxattr(fd, name, val, 0)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP):
+			u.noXattr = true
+			u.log.Debug("filesystem does not support user xattrs; not recording them", "root", u.root)
+			return nil
+		case errors.Is(err, unix.EPERM) || errors.Is(err, unix.E2BIG) || errors.Is(err, unix.ERANGE):
+			u.log.Debug("xattr not set", "entry", hdr.Name, "xattr", name, "err", err)
+			return nil
+		}
+		return fmt.Errorf("set xattr %s: %w", name, err)
+	}
+	haveOwner := false
+	for k, v := range hdr.PAXRecords {
+		name, ok := strings.CutPrefix(k, paxXattrPrefix)
+		if !ok || !strings.HasPrefix(name, "user.") {
+			continue
+		}
+		haveOwner = haveOwner || name == rootlessXattr
+		if err := set(name, []byte(v)); err != nil || u.noXattr {
+			return err
+		}
+	}
+	// Ownership is not applied (rootless: everything belongs to the invoking
+	// user, mapped to root in the container); the original owner is kept
+	// the way umoci and rootless tools record it.
+	if !haveOwner && (hdr.Uid != 0 || hdr.Gid != 0) && hdr.Uid >= 0 && hdr.Gid >= 0 &&
+		int64(hdr.Uid) <= 0xffffffff && int64(hdr.Gid) <= 0xffffffff {
+		return set(rootlessXattr, encodeRootless(uint32(hdr.Uid), uint32(hdr.Gid)))
+	}
+	return nil
+}
+
+// encodeRootless encodes the rootlesscontainers.Resource protobuf
+// (uint32 uid = 1; uint32 gid = 2; zero fields omitted as in proto3).
+func encodeRootless(uid, gid uint32) []byte {
+	var b []byte
+	if uid != 0 {
+		b = append(b, 0x08)
+		b = binary.AppendUvarint(b, uint64(uid))
+	}
+	if gid != 0 {
+		b = append(b, 0x10)
+		b = binary.AppendUvarint(b, uint64(gid))
+	}
+	return b
+}
+
+func setTimes(dfd int, name string, hdr *tar.Header) error {
+	if hdr.ModTime.IsZero() {
+		return nil
+	}
+	at := hdr.AccessTime
+	if at.IsZero() {
+		at = hdr.ModTime
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(at.UnixNano()), unix.NsecToTimespec(hdr.ModTime.UnixNano())}
+	err := unix.UtimesNanoAt(dfd, name, ts, unix.AT_SYMLINK_NOFOLLOW)
+	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EOPNOTSUPP) {
+		return nil // e.g. symlink times on a filesystem without support
+	}
+	return err
+}
+
+// finish applies directory modes and times, deepest first (so a 0000 or
+// 0555 directory is set after everything below it), and logs the summary.
+func (u *unpacker) finish() error {
+	rels := make([]string, 0, len(u.pending))
+	for rel := range u.pending {
+		rels = append(rels, rel)
+	}
+	depth := func(s string) int {
+		if s == "" {
+			return -1
+		}
+		return strings.Count(s, "/")
+	}
+	sort.Slice(rels, func(i, j int) bool {
+		di, dj := depth(rels[i]), depth(rels[j])
+		if di != dj {
+			return di > dj
+		}
+		return rels[i] < rels[j]
+	})
+	var firstErr error
+	for _, rel := range rels {
+		if err := u.finishDir(rel, u.pending[rel]); err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("set mode of directory %q: %w", rel, err)
+		}
+	}
+	u.pending = map[string]dirMeta{}
+	if n := u.stats.SkippedDevices; n > 0 {
+		u.log.Info("skipped device nodes (cannot be created rootless; /dev is provided at run time)", "count", n)
+	}
+	if n := u.stats.SkippedOther; n > 0 {
+		u.log.Info("skipped tar entries of unknown type", "count", n)
+	}
+	return firstErr
+}
+
+func (u *unpacker) finishDir(rel string, m dirMeta) error {
+	var ts []unix.Timespec
+	if m.hasTime {
+		ts = []unix.Timespec{unix.NsecToTimespec(m.atime.UnixNano()), unix.NsecToTimespec(m.mtime.UnixNano())}
+	}
+	if rel == "" {
+		var st unix.Stat_t
+		if err := unix.Fstat(u.rootFD, &st); err != nil || st.Ino != m.ino {
+			return err
+		}
+		if err := unix.Fchmod(u.rootFD, m.mode); err != nil {
+			return err
+		}
+		if ts != nil {
+			return unix.UtimesNanoAt(unix.AT_FDCWD, u.root, ts, 0)
+		}
+		return nil
+	}
+	dir, base := splitRel(rel)
+	dfd, err := openDirIn(u.root, u.rootFD, dir)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+		return nil // removed by a later layer
+	}
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dfd)
+	var st unix.Stat_t
+	if err := unix.Fstatat(dfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); errors.Is(err, unix.ENOENT) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if !isDirMode(st.Mode) || st.Ino != m.ino {
+		return nil // replaced since
+	}
+	if err := unix.Fchmodat(dfd, base, m.mode, 0); err != nil {
+		return err
+	}
+	if ts != nil {
+		return unix.UtimesNanoAt(dfd, base, ts, unix.AT_SYMLINK_NOFOLLOW)
+	}
+	return nil
+}
+
+// limitReader counts bytes, fails past max (decompression bombs) and stops
+// when ctx is done.
+type limitReader struct {
+	ctx context.Context
+	r   io.Reader
+	n   int64
+	max int64
+	err error
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if l.err != nil {
+		return 0, l.err
+	}
+	if err := l.ctx.Err(); err != nil {
+		l.err = err
+		return 0, err
+	}
+	n, err := l.r.Read(p)
+	l.n += int64(n)
+	if l.n > l.max {
+		l.err = tooLargeError(l.max)
+		return n, l.err
+	}
+	return n, err
+}
+
+// tooLargeError reads "uncompressed size exceeds N bytes" and matches ErrTooLarge.
+type tooLargeError int64
+
+func (e tooLargeError) Error() string {
+	return fmt.Sprintf("uncompressed size exceeds %d bytes", int64(e))
+}
+func (e tooLargeError) Is(target error) bool { return target == ErrTooLarge }
