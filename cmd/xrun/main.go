@@ -46,6 +46,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	}()
 
 	app := newApp(stdin, stdout, stderr)
+	app.Metadata = map[string]any{"args": args}
 	err := app.RunContext(ctx, args)
 	if err == nil {
 		return 0

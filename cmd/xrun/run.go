@@ -46,7 +46,20 @@ func runFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "tty", Aliases: []string{"t"}, Usage: "give the command a pseudo-terminal (standard input must be a terminal)"},
 		&cli.BoolFlag{Name: "no-cwd", Usage: "do not bind the current directory into the container"},
 		&cli.StringFlag{Name: "emulator", Usage: "static qemu-user `PATH` to use for a foreign platform", EnvVars: []string{"XRUN_QEMU_PATH"}},
+		&cli.BoolFlag{Name: "no-emulator-pull", Usage: "when no emulator is found, fail instead of installing one (xrun emulator install)"},
 	)
+}
+
+// positional returns the arguments after the flags, keeping a leading "--"
+// that the flag parser consumed: "xrun -- make" has no image, while
+// "xrun make" names the image "make".
+func positional(c *cli.Context) []string {
+	rest := c.Args().Slice()
+	raw, _ := c.App.Metadata["args"].([]string)
+	if i := len(raw) - len(rest) - 1; i >= 0 && raw[i] == "--" {
+		return append([]string{"--"}, rest...)
+	}
+	return rest
 }
 
 // splitArgs takes "IMAGE [--] CMD..." apart.
@@ -64,7 +77,7 @@ func splitArgs(args []string) (image string, cmd []string, err error) {
 // runOpts turns the flags of a run into engine options; it checks every
 // flag before anything is pulled.
 func runOpts(c *cli.Context) (engine.Options, error) {
-	image, cmd, err := splitArgs(c.Args().Slice())
+	image, cmd, err := splitArgs(positional(c))
 	if err != nil {
 		return engine.Options{}, err
 	}
@@ -108,6 +121,9 @@ func runOpts(c *cli.Context) (engine.Options, error) {
 		Stdout:   c.App.Writer,
 		Stderr:   c.App.ErrWriter,
 		Logger:   newLogger(c),
+	}
+	if err := emulationOpts(c, &o); err != nil {
+		return engine.Options{}, err
 	}
 	if !c.Bool("no-cwd") {
 		wd, err := os.Getwd()

@@ -47,10 +47,16 @@ type Options struct {
 	TTY bool
 	// Emulator overrides emulator discovery (--emulator).
 	Emulator string
-	Stdin    io.Reader
-	Stdout   io.Writer
-	Stderr   io.Writer
-	Logger   *slog.Logger
+	// NoEmulatorPull: when no emulator is found, fail instead of
+	// installing one from EmulatorImage() (--no-emulator-pull).
+	NoEmulatorPull bool
+	// Binfmt holds further binfmt.Decide settings (forced strategy, search
+	// dirs); Emulator, InstalledDir and Logger are set from the above.
+	Binfmt binfmt.Options
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	Logger *slog.Logger
 }
 
 func (o *Options) fill() {
@@ -162,7 +168,7 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("image %s has no Entrypoint or Cmd: give a command after --, e.g. xrun %s -- sh", o.Image, o.Image)
 	}
 
-	plan, err := binfmt.Decide(p.Image.Platform.Architecture, p.Image.Platform.Variant, binfmt.Options{Emulator: o.Emulator, Logger: log})
+	plan, err := decide(ctx, &o, p.Image.Platform.Architecture, p.Image.Platform.Variant)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestSplitArgs(t *testing.T) {
+	for _, tc := range []struct {
+		args      []string
+		wantImage string
+		wantCmd   []string
+		wantErr   bool
+	}{
+		{[]string{"alpine"}, "alpine", []string{}, false},
+		{[]string{"alpine", "--", "uname", "-m"}, "alpine", []string{"uname", "-m"}, false},
+		{[]string{"alpine", "uname", "-m"}, "alpine", []string{"uname", "-m"}, false},
+		{[]string{"alpine", "--", "--", "x"}, "alpine", []string{"--", "x"}, false},
+		{[]string{"--", "make"}, "", nil, true},
+		{nil, "", nil, true},
+	} {
+		image, cmd, err := splitArgs(tc.args)
+		if (err != nil) != tc.wantErr {
+			t.Errorf("splitArgs(%q) error = %v, want error %v", tc.args, err, tc.wantErr)
+			continue
+		}
+		if image != tc.wantImage || (!tc.wantErr && !cmp.Equal(cmd, tc.wantCmd)) {
+			t.Errorf("splitArgs(%q) = %q, %q, want %q, %q", tc.args, image, cmd, tc.wantImage, tc.wantCmd)
+		}
+	}
+}
+
+// TestMainErrors checks that bad input is refused before any work, with exit
+// status 125 and one line on stderr that starts with "xrun:".
+func TestMainErrors(t *testing.T) {
+	t.Setenv("XRUN_CACHE", t.TempDir())
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--platform", "linux/foo", "alpine", "--", "true"}, `unknown platform "linux/foo"`},
+		{[]string{"--pull", "sometimes", "alpine"}, `sometimes`},
+		{[]string{"-e", "=x", "alpine", "--", "true"}, `invalid -e "=x"`},
+		{[]string{"--pull=never", "127.0.0.1:1/none:latest", "--", "true"}, "not in the cache"},
+		{[]string{"-t", "alpine", "--", "true"}, "-t needs standard input to be a terminal"},
+		{[]string{"run", "--", "true"}, "no image given"},
+		{[]string{"--", "make"}, "no image given"},
+		{[]string{"Not/A:Valid:Ref", "--", "true"}, "invalid image reference"},
+	} {
+		var out, errb bytes.Buffer
+		code := Main(context.Background(), append([]string{"xrun"}, tc.args...), strings.NewReader(""), &out, &errb)
+		msg := errb.String()
+		if code != 125 {
+			t.Errorf("xrun %q: exit %d, want 125 (stderr %q)", tc.args, code, msg)
+		}
+		if !strings.HasPrefix(msg, "xrun: ") || strings.Count(msg, "\n") != 1 || !strings.Contains(msg, tc.want) {
+			t.Errorf("xrun %q: stderr %q, want one line starting with \"xrun: \" containing %q", tc.args, msg, tc.want)
+		}
+	}
+}
+
+func TestHelpListsCommands(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := Main(context.Background(), []string{"xrun", "--help"}, strings.NewReader(""), &out, &errb); code != 0 {
+		t.Fatalf("xrun --help: exit %d, stderr %q", code, errb.String())
+	}
+	for _, c := range []string{"run", "shell", "pull"} {
+		if !strings.Contains(out.String(), "\n   "+c+" ") {
+			t.Errorf("xrun --help does not list %q:\n%s", c, out.String())
+		}
+	}
+}

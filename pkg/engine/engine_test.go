@@ -1,0 +1,80 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/xrun-dev/xrun/pkg/sandbox"
+)
+
+func TestMergeEnv(t *testing.T) {
+	got := mergeEnv(
+		[]string{"PATH=/bin", "HOME=/root"},
+		[]string{"PATH=/usr/bin:/bin", "LANG=C"},
+		[]string{"HOME=/home/me", "X=1=2"},
+	)
+	want := []string{"PATH=/usr/bin:/bin", "HOME=/home/me", "LANG=C", "X=1=2"}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("mergeEnv (-want +got):\n%s", d)
+	}
+}
+
+func TestUnbindable(t *testing.T) {
+	for _, tc := range []struct {
+		dir  string
+		want bool
+	}{
+		{"/", true}, {"/usr", true}, {"/usr/src/project", true}, {"/etc", true},
+		{"/home/me/project", false}, {"/tmp/build", false}, {"/usrlocal", false}, {"/srv/x", false},
+	} {
+		if got := unbindable(tc.dir) != ""; got != tc.want {
+			t.Errorf("unbindable(%q) = %v, want %v", tc.dir, got, tc.want)
+		}
+	}
+}
+
+func TestExitCode(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want int
+	}{
+		{nil, 0},
+		{&sandbox.ExitError{Code: 3}, 3},
+		{fmt.Errorf("wrapped: %w", &sandbox.ExitError{Code: 143}), 143},
+		{&sandbox.CommandError{Code: 127, Err: errors.New("nope")}, 127},
+		{&sandbox.CommandError{Code: 126, Err: errors.New("nope")}, 126},
+		{errors.New("pull failed"), 125},
+	} {
+		if got := ExitCode(tc.err); got != tc.want {
+			t.Errorf("ExitCode(%v) = %d, want %d", tc.err, got, tc.want)
+		}
+	}
+}
+
+func TestShell(t *testing.T) {
+	root := t.TempDir()
+	if got := shell(root, []string{"/bin/zsh", "-l"}); !cmp.Equal(got, []string{"/bin/zsh", "-l"}) {
+		t.Errorf("shell with image SHELL = %q", got)
+	}
+	if got := shell(root, nil); !cmp.Equal(got, []string{"/bin/sh"}) {
+		t.Errorf("shell without bash = %q, want /bin/sh", got)
+	}
+	// usrmerge layout: /bin -> usr/bin, bash only in /usr/bin.
+	if err := os.MkdirAll(filepath.Join(root, "usr/bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("usr/bin", filepath.Join(root, "bin")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "usr/bin/bash"), nil, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got := shell(root, nil); !cmp.Equal(got, []string{"/bin/bash"}) {
+		t.Errorf("shell with bash = %q, want /bin/bash", got)
+	}
+}
