@@ -1,0 +1,247 @@
+// Package config finds and reads a project's .xrun.yaml, which gives the
+// defaults of a run (image, platform, env, volumes, pull policy) and named
+// targets, so that `xrun shell` and `xrun -- make check` need no flags.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// FileName is the name of the project file, looked up from the current
+// directory upwards like .git.
+const FileName = ".xrun.yaml"
+
+// Settings are the run defaults of the file or of one target. Empty fields
+// are unset.
+type Settings struct {
+	Image    string   `yaml:"image"`
+	Platform string   `yaml:"platform"`
+	Pull     string   `yaml:"pull"`
+	Env      []string `yaml:"env"`
+	Volumes  []string `yaml:"volumes"`
+}
+
+// File is a parsed .xrun.yaml.
+type File struct {
+	// Path is the file's absolute path; relative volume sources are taken
+	// relative to its directory.
+	Path string `yaml:"-"`
+	Settings `yaml:",inline"`
+	// Default names the target used when none is given.
+	Default string `yaml:"default"`
+	// Targets are named variants of the top-level settings.
+	Targets map[string]Settings `yaml:"targets"`
+	// order keeps the targets as written, for --target all.
+	order []string
+}
+
+// ErrNoTarget is returned for a --target the file does not define.
+var ErrNoTarget = errors.New("no such target")
+
+// Find returns the path of the nearest .xrun.yaml in dir or its parents,
+// or "" when there is none.
+func Find(dir string) string {
+	for {
+		p := filepath.Join(dir, FileName)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+			return p
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return ""
+		}
+		dir = parent
+	}
+}
+
+// Load reads and checks the file at path. Errors name the file and line.
+func Load(path string) (*File, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	return parse(abs, b)
+}
+
+func parse(path string, b []byte) (*File, error) {
+	f := &File{Path: path}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(f); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s", yamlError(path, err))
+	}
+	// A second decode into a node keeps the targets' order and positions.
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err == nil && len(root.Content) == 1 {
+		doc := root.Content[0]
+		for i := 0; i+1 < len(doc.Content); i += 2 {
+			if doc.Content[i].Value != "targets" {
+				continue
+			}
+			t := doc.Content[i+1]
+			for j := 0; j+1 < len(t.Content); j += 2 {
+				f.order = append(f.order, t.Content[j].Value)
+			}
+		}
+	}
+	if err := f.check(&root); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// yamlError turns "yaml: line 3: ..." into "FILE:3: ...".
+func yamlError(path string, err error) string {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if rest, ok := strings.CutPrefix(msg, "unmarshal errors:\n"); ok {
+		// One error per line; the first one is enough to act on.
+		msg, _, _ = strings.Cut(strings.TrimSpace(rest), "\n")
+	}
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if n, tail, ok := strings.Cut(rest, ": "); ok {
+			if i := strings.Index(tail, " in type config."); i >= 0 {
+				tail = tail[:i]
+			}
+			return fmt.Sprintf("%s:%s: %s", path, n, tail)
+		}
+	}
+	return fmt.Sprintf("%s: %s", path, msg)
+}
+
+// check validates values the YAML types cannot express.
+func (f *File) check(root *yaml.Node) error {
+	line := func(keys ...string) int { return findLine(root, keys...) }
+	bad := func(n int, format string, args ...any) error {
+		return fmt.Errorf("%s:%d: %s", f.Path, n, fmt.Sprintf(format, args...))
+	}
+	checkSettings := func(s Settings, at ...string) error {
+		switch s.Pull {
+		case "", "missing", "always", "never":
+		default:
+			return bad(line(append(at, "pull")...), "pull: %q is not missing, always or never", s.Pull)
+		}
+		for _, e := range s.Env {
+			if e == "" || e[0] == '=' {
+				return bad(line(append(at, "env")...), "env: %q is not KEY=VALUE or KEY", e)
+			}
+		}
+		for _, v := range s.Volumes {
+			if src, dst, _ := strings.Cut(v, ":"); src == "" || !strings.HasPrefix(dst, "/") {
+				return bad(line(append(at, "volumes")...), "volumes: %q is not SRC:/DST[:ro]", v)
+			}
+		}
+		return nil
+	}
+	if err := checkSettings(f.Settings); err != nil {
+		return err
+	}
+	for name, t := range f.Targets {
+		if name == "all" {
+			return bad(line("targets", name), `targets: "all" is reserved (--target all runs every target)`)
+		}
+		if err := checkSettings(t, "targets", name); err != nil {
+			return err
+		}
+	}
+	if f.Default != "" {
+		if _, ok := f.Targets[f.Default]; !ok {
+			return bad(line("default"), "default: no target named %q", f.Default)
+		}
+	}
+	return nil
+}
+
+// findLine returns the line of the value at keys in a YAML document, or 1.
+func findLine(root *yaml.Node, keys ...string) int {
+	if root == nil || len(root.Content) == 0 {
+		return 1
+	}
+	n := root.Content[0]
+	line := 1
+	for _, k := range keys {
+		found := false
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == k {
+				line = n.Content[i].Line
+				n = n.Content[i+1]
+				found = true
+				break
+			}
+		}
+		if !found {
+			break
+		}
+	}
+	return line
+}
+
+// TargetNames returns the targets in the order the file lists them.
+func (f *File) TargetNames() []string {
+	names := slices.Clone(f.order)
+	if len(names) != len(f.Targets) { // defensive: fall back to sorted keys
+		names = names[:0]
+		for k := range f.Targets {
+			names = append(names, k)
+		}
+		slices.Sort(names)
+	}
+	return names
+}
+
+// Target returns the settings of target name merged over the file's
+// top-level settings ("" means the file's default target, or the top level
+// when it has none). Relative volume sources are made absolute against the
+// file's directory.
+func (f *File) Target(name string) (Settings, error) {
+	if name == "" {
+		name = f.Default
+	}
+	s := f.Settings
+	if name != "" {
+		t, ok := f.Targets[name]
+		if !ok {
+			return Settings{}, fmt.Errorf("%s: %w %q (it has: %s)", f.Path, ErrNoTarget, name, strings.Join(f.TargetNames(), ", "))
+		}
+		s = merge(s, t)
+	}
+	dir := filepath.Dir(f.Path)
+	vols := make([]string, len(s.Volumes))
+	for i, v := range s.Volumes {
+		if src, rest, _ := strings.Cut(v, ":"); !filepath.IsAbs(src) {
+			v = filepath.Join(dir, src) + ":" + rest
+		}
+		vols[i] = v
+	}
+	s.Volumes = vols
+	return s, nil
+}
+
+// merge returns base with the fields set in over replacing it; env and
+// volumes add up.
+func merge(base, over Settings) Settings {
+	if over.Image != "" {
+		base.Image = over.Image
+	}
+	if over.Platform != "" {
+		base.Platform = over.Platform
+	}
+	if over.Pull != "" {
+		base.Pull = over.Pull
+	}
+	base.Env = append(slices.Clone(base.Env), over.Env...)
+	base.Volumes = append(slices.Clone(base.Volumes), over.Volumes...)
+	return base
+}
