@@ -34,7 +34,7 @@ type Settings struct {
 type File struct {
 	// Path is the file's absolute path; relative volume sources are taken
 	// relative to its directory.
-	Path string `yaml:"-"`
+	Path     string `yaml:"-"`
 	Settings `yaml:",inline"`
 	// Default names the target used when none is given.
 	Default string `yaml:"default"`
