@@ -107,7 +107,7 @@ func TestHarnessImages(t *testing.T) {
 		got = append(got, platformString(d.Platform))
 	}
 	for _, p := range platforms {
-		want = append(want, p.name)
+		want = append(want, p.Name)
 	}
 	slices.Sort(got)
 	slices.Sort(want)
@@ -117,7 +117,7 @@ func TestHarnessImages(t *testing.T) {
 
 	for _, d := range im.Manifests {
 		p := platformByName(platformString(d.Platform))
-		t.Run(strings.ReplaceAll(p.name, "/", "-"), func(t *testing.T) {
+		t.Run(strings.ReplaceAll(p.Name, "/", "-"), func(t *testing.T) {
 			img, err := remote.Image(ref.Context().Digest(d.Digest.String()))
 			if err != nil {
 				t.Fatal(err)
@@ -126,8 +126,8 @@ func TestHarnessImages(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := platformString(cf.Platform()); got != p.name {
-				t.Errorf("config platform %s, want %s", got, p.name)
+			if got := platformString(cf.Platform()); got != p.Name {
+				t.Errorf("config platform %s, want %s", got, p.Name)
 			}
 			if diff := cmp.Diff([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, cf.Config.Env); diff != "" {
 				t.Errorf("Env (-want +got):\n%s", diff)
@@ -140,11 +140,11 @@ func TestHarnessImages(t *testing.T) {
 				t.Fatalf("%d layers, want 1", len(hdrs))
 			}
 			files := hdrs[0]
-			bin := path.Join("bin", p.binName())
+			bin := path.Join("bin", p.BinName())
 			for _, a := range applets {
 				hdr := files["bin/"+a]
-				if hdr == nil || hdr.Typeflag != tar.TypeSymlink || hdr.Linkname != p.binName() {
-					t.Errorf("bin/%s: want a symlink to %s, got %+v", a, p.binName(), hdr)
+				if hdr == nil || hdr.Typeflag != tar.TypeSymlink || hdr.Linkname != p.BinName() {
+					t.Errorf("bin/%s: want a symlink to %s, got %+v", a, p.BinName(), hdr)
 				}
 			}
 			for dir, mode := range map[string]int64{"tmp": 0o1777, "proc": 0o555, "dev": 0o755, "sys": 0o555, "etc": 0o755} {
@@ -159,8 +159,8 @@ func TestHarnessImages(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v", bin, err)
 			}
-			if f.Machine != p.machine || f.Class != p.class || f.Data != p.data {
-				t.Errorf("%s: ELF %v %v %v, want %v %v %v", bin, f.Machine, f.Class, f.Data, p.machine, p.class, p.data)
+			if f.Machine != p.Machine || f.Class != p.Class || f.Data != p.Data {
+				t.Errorf("%s: ELF %v %v %v, want %v %v %v", bin, f.Machine, f.Class, f.Data, p.Machine, p.Class, p.Data)
 			}
 			if f.Type != elf.ET_EXEC && f.Type != elf.ET_DYN {
 				t.Errorf("%s: ELF type %v", bin, f.Type)
@@ -220,15 +220,15 @@ func TestHarnessQemu(t *testing.T) {
 	needImages(t)
 	u := needUser(t, subUserName)
 	for _, p := range platforms {
-		t.Run(strings.ReplaceAll(p.name, "/", "-"), func(t *testing.T) {
+		t.Run(strings.ReplaceAll(p.Name, "/", "-"), func(t *testing.T) {
 			needQemu(t, p)
-			argv := []string{h.images.bins[p.name], "uname", "-m"}
-			if !p.native() {
-				argv = append([]string{"/usr/bin/" + p.qemu}, argv...)
+			argv := []string{h.images.Bins[p.Name], "uname", "-m"}
+			if !p.Native() {
+				argv = append([]string{"/usr/bin/" + p.Qemu}, argv...)
 			}
 			out, _, code := runAs(t, opts{user: u}, argv...)
-			if code != 0 || strings.TrimSpace(out) != p.unameM {
-				t.Errorf("uname -m: %q exit %d, want %q", out, code, p.unameM)
+			if code != 0 || strings.TrimSpace(out) != p.UnameM {
+				t.Errorf("uname -m: %q exit %d, want %q", out, code, p.UnameM)
 			}
 		})
 	}
@@ -275,7 +275,7 @@ func TestHarnessRegistryStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer reg.Stop()
-	if err := h.images.push(reg.addr); err != nil {
+	if err := h.images.Push(reg.addr); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := http.Get("http://" + reg.addr + "/v2/xrun-test/busybox/tags/list")

@@ -35,6 +35,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/xrun-dev/xrun/integration/testimage"
 )
 
 // Names of the users hack/setup.sh creates.
@@ -75,7 +77,7 @@ type harness struct {
 	reg    *registry
 	regErr error
 
-	images    *testImages
+	images    *testimage.Images
 	imagesErr error
 }
 
@@ -127,9 +129,9 @@ func testMain(m *testing.M) int {
 		defer h.reg.Stop()
 	}
 
-	h.images, h.imagesErr = buildImages(filepath.Join(base, "images"))
+	h.images, h.imagesErr = testimage.Build(filepath.Join("testdata", "debs"), filepath.Join(base, "images"))
 	if h.imagesErr == nil && h.regErr == nil {
-		h.imagesErr = h.images.push(h.reg.addr)
+		h.imagesErr = h.images.Push(h.reg.addr)
 	}
 	if mustWork {
 		// Say early why the run is going to fail, once.
@@ -196,12 +198,12 @@ func needUser(t testing.TB, name string) *testUser {
 // needQemu checks that the static emulator for a foreign platform exists.
 func needQemu(t testing.TB, p testPlatform) {
 	t.Helper()
-	if p.native() {
+	if p.Native() {
 		return
 	}
-	path := "/usr/bin/" + p.qemu
+	path := "/usr/bin/" + p.Qemu
 	if _, err := os.Stat(path); err != nil {
-		skipOrFail(t, "%s needs %s (Debian qemu-user-static; run hack/setup.sh): %v", p.name, path, err)
+		skipOrFail(t, "%s needs %s (Debian qemu-user-static; run hack/setup.sh): %v", p.Name, path, err)
 	}
 }
 

@@ -21,7 +21,7 @@ import (
 // subordinate id range (full 65536 map) and one without (single-uid map).
 var testUsers = []string{subUserName, noSubUserName}
 
-func subtestName(p testPlatform) string { return strings.ReplaceAll(p.name, "/", "-") }
+func subtestName(p testPlatform) string { return strings.ReplaceAll(p.Name, "/", "-") }
 
 // needRun checks everything an xrun run of platform p as user needs.
 func needRun(t *testing.T, user string, p testPlatform) *testUser {
@@ -29,7 +29,7 @@ func needRun(t *testing.T, user string, p testPlatform) *testUser {
 	needXrun(t)
 	needImages(t)
 	needQemu(t, p)
-	if !p.native() {
+	if !p.Native() {
 		needBinfmtNS(t)
 	}
 	return needUser(t, user)
@@ -76,14 +76,14 @@ func testPlatform1(t *testing.T, u *testUser, p testPlatform) {
 	xrun := func(t *testing.T, o opts, cmd ...string) (string, string, int) {
 		t.Helper()
 		o.user = u
-		return run(t, o, append([]string{"--platform", p.name, img, "--"}, cmd...)...)
+		return run(t, o, append([]string{"--platform", p.Name, img, "--"}, cmd...)...)
 	}
 
 	// The first run pulls and unpacks; later ones use the cache.
 	t.Run("uname", func(t *testing.T) {
 		out, _, code := xrun(t, opts{}, "uname", "-m")
-		if code != 0 || out != p.unameM+"\n" {
-			t.Fatalf("uname -m: %q, exit %d; want %q, exit 0", out, code, p.unameM+"\n")
+		if code != 0 || out != p.UnameM+"\n" {
+			t.Fatalf("uname -m: %q, exit %d; want %q, exit 0", out, code, p.UnameM+"\n")
 		}
 	})
 
@@ -165,10 +165,10 @@ func TestCommandErrors(t *testing.T) {
 		t.Run(subtestName(p), func(t *testing.T) {
 			u := needRun(t, subUserName, p)
 			img := h.reg.ref(busyboxRepo)
-			if _, _, code := run(t, opts{user: u}, "--platform", p.name, img, "--", "/no/such/command"); code != 127 {
+			if _, _, code := run(t, opts{user: u}, "--platform", p.Name, img, "--", "/no/such/command"); code != 127 {
 				t.Errorf("missing command: exit %d, want 127", code)
 			}
-			if _, _, code := run(t, opts{user: u}, "--platform", p.name, img, "--", "/etc/passwd"); code != 126 {
+			if _, _, code := run(t, opts{user: u}, "--platform", p.Name, img, "--", "/etc/passwd"); code != 126 {
 				t.Errorf("non-executable command: exit %d, want 126", code)
 			}
 		})
@@ -219,9 +219,9 @@ func TestLayers(t *testing.T) {
 		p := platformByName(pn)
 		t.Run(subtestName(p), func(t *testing.T) {
 			u := needRun(t, subUserName, p)
-			out, _, code := run(t, opts{user: u}, "--platform", p.name, h.reg.ref(layersRepo), "--",
+			out, _, code := run(t, opts{user: u}, "--platform", p.Name, h.reg.ref(layersRepo), "--",
 				"sh", "-c", "test ! -e /etc/removed-by-layer2 && /bin/cat /etc/added-by-layer2 && /bin/ls /data && /bin/uname -m")
-			if want := "layer2\nnew\n" + p.unameM + "\n"; code != 0 || out != want {
+			if want := "layer2\nnew\n" + p.UnameM + "\n"; code != 0 || out != want {
 				t.Errorf("got %q exit %d, want %q exit 0", out, code, want)
 			}
 		})
@@ -331,14 +331,14 @@ func TestSignals(t *testing.T) {
 			u := needRun(t, user, p)
 			img := h.reg.ref(busyboxRepo)
 			// Warm the cache so the timings below do not include a pull.
-			if _, _, code := run(t, opts{user: u}, "--platform", p.name, img, "--", "true"); code != 0 {
+			if _, _, code := run(t, opts{user: u}, "--platform", p.Name, img, "--", "true"); code != 0 {
 				t.Fatalf("warm-up run: exit %d", code)
 			}
 
 			t.Run("SIGTERM", func(t *testing.T) {
 				const arg = "100"
 				t.Cleanup(func() { killLeftovers(u, arg) })
-				cmd, stderr := startXrun(t, opts{user: u}, "--platform", p.name, img, "--", "sleep", arg)
+				cmd, stderr := startXrun(t, opts{user: u}, "--platform", p.Name, img, "--", "sleep", arg)
 				waitForSleep(t, u, cmd.Process.Pid, arg)
 				time.Sleep(time.Second)
 				if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -373,7 +373,7 @@ func TestSignals(t *testing.T) {
 			t.Run("SIGKILL-no-orphans", func(t *testing.T) {
 				const arg = "101"
 				t.Cleanup(func() { killLeftovers(u, arg) })
-				cmd, _ := startXrun(t, opts{user: u}, "--platform", p.name, img, "--", "sleep", arg)
+				cmd, _ := startXrun(t, opts{user: u}, "--platform", p.Name, img, "--", "sleep", arg)
 				waitForSleep(t, u, cmd.Process.Pid, arg)
 				time.Sleep(time.Second)
 				if err := cmd.Process.Kill(); err != nil {
@@ -432,13 +432,13 @@ func TestNoHostBinfmt(t *testing.T) {
 	}
 	before := binfmtEntries(t, dir)
 	for _, p := range platforms {
-		if p.native() {
+		if p.Native() {
 			continue
 		}
 		needQemu(t, p)
-		out, _, code := run(t, opts{user: u}, "--platform", p.name, h.reg.ref(busyboxRepo), "--", "uname", "-m")
-		if code != 0 || out != p.unameM+"\n" {
-			t.Errorf("%s: uname -m %q, exit %d", p.name, out, code)
+		out, _, code := run(t, opts{user: u}, "--platform", p.Name, h.reg.ref(busyboxRepo), "--", "uname", "-m")
+		if code != 0 || out != p.UnameM+"\n" {
+			t.Errorf("%s: uname -m %q, exit %d", p.Name, out, code)
 		}
 	}
 	after := binfmtEntries(t, dir)
@@ -458,7 +458,7 @@ func TestOffline(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer reg.Stop()
-	if err := h.images.push(reg.addr); err != nil {
+	if err := h.images.Push(reg.addr); err != nil {
 		t.Fatal(err)
 	}
 	cache := filepath.Join(h.base, "cache-offline")
@@ -468,7 +468,7 @@ func TestOffline(t *testing.T) {
 	env := []string{"XRUN_CACHE=" + cache}
 	img := reg.ref(busyboxRepo)
 	uname := func(extra ...string) (string, string, int) {
-		args := append([]string{"--platform", p.name}, extra...)
+		args := append([]string{"--platform", p.Name}, extra...)
 		return run(t, opts{user: u, env: env}, append(args, img, "--", "uname", "-m")...)
 	}
 
