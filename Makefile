@@ -8,15 +8,20 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 TAGS    := netgo,osusergo
 LDFLAGS := -s -w -X main.version=$(VERSION) -extldflags=-static
 
-.PHONY: all build install test integration check validate lint fuzz clean
+.PHONY: all build install man test integration check validate lint fuzz bench clean
 
 all: build
 
 build:
 	$(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o bin/xrun ./cmd/xrun
 
-install: build
+install: build man
 	install -D -m 0755 bin/xrun $(DESTDIR)$(PREFIX)/bin/xrun
+	install -D -m 0644 bin/xrun.1 $(DESTDIR)$(PREFIX)/share/man/man1/xrun.1
+
+# The manual page, generated from the command and flag definitions.
+man: build
+	bin/xrun man > bin/xrun.1
 
 # Unit tests (in-process registry, synthetic layers, malicious-tar corpus).
 test:

@@ -91,6 +91,7 @@ Examples:
 		Writer:                 stdout,
 		ErrWriter:              stderr,
 		HideHelpCommand:        true,
+		EnableBashCompletion:   true,
 		UseShortOptionHandling: true,
 		// Exit codes are ours to return (see Main), never os.Exit inside
 		// Run, which would skip deferred clean-up.

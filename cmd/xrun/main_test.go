@@ -74,3 +74,35 @@ func TestHelpListsCommands(t *testing.T) {
 		}
 	}
 }
+
+func TestCompletion(t *testing.T) {
+	for _, tc := range []struct{ shell, want string }{
+		{"bash", "complete -o bashdefault -o default -F _xrun_complete xrun"},
+		{"zsh", "compdef _xrun xrun"},
+		{"fish", "complete -c xrun"},
+	} {
+		var out, errb bytes.Buffer
+		if code := Main(context.Background(), []string{"xrun", "completion", tc.shell}, strings.NewReader(""), &out, &errb); code != 0 {
+			t.Errorf("xrun completion %s: exit %d, stderr %q", tc.shell, code, errb.String())
+		}
+		if !strings.Contains(out.String(), tc.want) {
+			t.Errorf("xrun completion %s does not contain %q", tc.shell, tc.want)
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := Main(context.Background(), []string{"xrun", "completion", "tcsh"}, strings.NewReader(""), &out, &errb); code != 125 || !strings.Contains(errb.String(), `unknown shell "tcsh"`) {
+		t.Errorf("xrun completion tcsh: exit %d, stderr %q; want 125 and the unknown shell", code, errb.String())
+	}
+}
+
+func TestManPage(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := Main(context.Background(), []string{"xrun", "man"}, strings.NewReader(""), &out, &errb); code != 0 {
+		t.Fatalf("xrun man: exit %d, stderr %q", code, errb.String())
+	}
+	for _, want := range []string{".TH xrun", "--platform", "shell"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("xrun man lacks %q", want)
+		}
+	}
+}
