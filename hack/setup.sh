@@ -20,7 +20,10 @@ DEBS_DIR="$REPO/integration/testdata/debs"
 # Debian architecture names. amd64 is the host; the rest are foreign.
 FOREIGN_ARCHES=(arm64 armhf ppc64el s390x)
 DEB_ARCHES=(amd64 "${FOREIGN_ARCHES[@]}")
-PACKAGES=(qemu-user-static uidmap docker-registry util-linux ca-certificates gcc make)
+# gcc-*-linux-gnu: the cross compilers of the examples/ project, whose tests
+# the integration suite runs under xrun.
+PACKAGES=(qemu-user-static uidmap docker-registry util-linux ca-certificates gcc make libc6-dev
+	gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-riscv64-linux-gnu libc6-dev-riscv64-cross)
 
 TEST_USER=xruntest
 TEST_USER_SUBIDS="200000:65536"
