@@ -46,6 +46,7 @@ func runFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "tty", Aliases: []string{"t"}, Usage: "give the command a pseudo-terminal (standard input must be a terminal)"},
 		&cli.BoolFlag{Name: "no-cwd", Usage: "do not bind the current directory into the container"},
 		&cli.StringFlag{Name: "emulator", Usage: "static qemu-user `PATH` to use for a foreign platform", EnvVars: []string{"XRUN_QEMU_PATH"}},
+		&cli.BoolFlag{Name: "no-emulator-pull", Usage: "when no emulator is found, fail instead of installing one (xrun emulator install)"},
 	)
 }
 
@@ -120,6 +121,9 @@ func runOpts(c *cli.Context) (engine.Options, error) {
 		Stdout:   c.App.Writer,
 		Stderr:   c.App.ErrWriter,
 		Logger:   newLogger(c),
+	}
+	if err := emulationOpts(c, &o); err != nil {
+		return engine.Options{}, err
 	}
 	if !c.Bool("no-cwd") {
 		wd, err := os.Getwd()

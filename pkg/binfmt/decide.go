@@ -40,7 +40,28 @@ var (
 	ErrKernelTooOld = errors.New("kernel too old for binfmt_misc in a user namespace")
 	// ErrDynamicEmulator: the only emulator found is dynamically linked.
 	ErrDynamicEmulator = errors.New("emulator is dynamically linked")
+	// ErrNoHostHandler: Options.Force is HostHandler and the host has no
+	// usable handler for the arch.
+	ErrNoHostHandler = errors.New("no usable host handler")
+	// ErrNotNative: Options.Force is Native and the host cannot run the arch.
+	ErrNotNative = errors.New("not runnable natively")
 )
+
+// Strategies lists the strategies in the order Decide tries them.
+var Strategies = []Strategy{Native, Namespaced, HostHandler}
+
+// ParseStrategy checks a strategy name (as given in XRUN_BINFMT_STRATEGY);
+// "" and "auto" mean no forced strategy.
+func ParseStrategy(s string) (Strategy, error) {
+	switch s {
+	case "", "auto":
+		return "", nil
+	}
+	if slices.Contains(Strategies, Strategy(s)) {
+		return Strategy(s), nil
+	}
+	return "", fmt.Errorf("unknown emulation strategy %q: use auto, native, namespaced or host-handler", s)
+}
 
 // planError is a one-line message for the user that unwraps to a sentinel.
 type planError struct {
@@ -57,12 +78,27 @@ const EnvQemuPath = "XRUN_QEMU_PATH"
 
 // Options tune Decide. The zero value is ready to use.
 type Options struct {
-	// Emulator is the --emulator PATH override: used as is, and an error if
-	// unusable. Then $XRUN_QEMU_PATH (a file, or a dir holding
-	// qemu-NAME-static), then qemu-NAME-static and qemu-NAME on $PATH, then
-	// /usr/libexec/qemu-binfmt/NAME-binfmt-P (Debian's links to the static
-	// builds), then /usr/bin and /usr/local/bin.
+	// Emulator is the --emulator PATH override (a file, or a directory
+	// holding qemu-NAME-static): used as is, and an error if unusable. Then
+	// $XRUN_QEMU_PATH (likewise), then qemu-NAME-static and qemu-NAME on
+	// $PATH, then /usr/libexec/qemu-binfmt/NAME-binfmt-P (Debian's links to
+	// the static builds), then /usr/bin and /usr/local/bin, then
+	// InstalledDir.
 	Emulator string
+	// InstalledDir holds the emulators `xrun emulator install` put in the
+	// cache (<cache>/emulators/<host GOARCH>/qemu-NAME-static); searched
+	// last, so a system-wide qemu-user-static wins. "" searches nothing.
+	InstalledDir string
+	// SystemDirs, when not nil, replaces the fixed system directories
+	// (/usr/libexec/qemu-binfmt, /usr/bin, /usr/local/bin): each is searched
+	// for qemu-NAME-static, qemu-NAME and NAME-binfmt-P. An empty non-nil
+	// slice searches none (tests use it to hide the host's qemu).
+	SystemDirs []string
+	// Force, when set, makes Decide use that strategy or fail saying why it
+	// cannot (ErrNotNative, ErrNoEmulator, ErrKernelTooOld,
+	// ErrNoHostHandler); the strategies before it are skipped. It exists
+	// for tests and troubleshooting (XRUN_BINFMT_STRATEGY).
+	Force Strategy
 	// HostGOARCH defaults to runtime.GOARCH (set for tests).
 	HostGOARCH string
 	// BinfmtDir is the host's binfmt_misc, default /proc/sys/fs/binfmt_misc.
@@ -81,6 +117,8 @@ type Options struct {
 type systemDirs struct {
 	libexec string   // holds NAME-binfmt-P
 	bins    []string // hold qemu-NAME-static, qemu-NAME
+	// libexecToo: also look for NAME-binfmt-P in each of bins (SystemDirs).
+	libexecToo bool
 }
 
 var defaultSystemDirs = systemDirs{
@@ -110,6 +148,12 @@ func (o *Options) fill() error {
 	}
 	if o.systemDirs == nil {
 		o.systemDirs = &defaultSystemDirs
+		if o.SystemDirs != nil {
+			o.systemDirs = &systemDirs{bins: o.SystemDirs, libexec: "", libexecToo: true}
+		}
+	}
+	if _, err := ParseStrategy(string(o.Force)); err != nil {
+		return err
 	}
 	return nil
 }
@@ -151,9 +195,17 @@ func Decide(goarch, variant string, opts Options) (*Plan, error) {
 			"no emulation known for linux/%s/%s; supported variants: %s",
 			goarch, variant, strings.Join(a.Variants, ", "))}
 	}
-	if runsNatively(a, opts.HostGOARCH) {
-		log.Debug("binfmt: native", "host", opts.HostGOARCH)
-		return &Plan{Strategy: Native, Arch: a}, nil
+	force := opts.Force
+	if force == "" || force == Native {
+		if runsNatively(a, opts.HostGOARCH) {
+			log.Debug("binfmt: native", "host", opts.HostGOARCH)
+			return &Plan{Strategy: Native, Arch: a}, nil
+		}
+		if force == Native {
+			return nil, &planError{kind: ErrNotNative, msg: fmt.Sprintf(
+				"strategy native was forced (XRUN_BINFMT_STRATEGY) but a linux/%s host cannot run linux/%s binaries: unset it",
+				opts.HostGOARCH, goarch)}
+		}
 	}
 
 	// Namespaced registration first: it needs nothing from the host but a
@@ -161,22 +213,28 @@ func Decide(goarch, variant string, opts Options) (*Plan, error) {
 	// handlers are set up.
 	var emuErr error // why the namespaced way is out, for the final error
 	kernelOK := kernelAtLeast(opts.KernelRelease, 6, 7)
-	if kernelOK {
-		emu, err := findEmulator(a, &opts, log)
-		if err == nil {
-			log.Debug("binfmt: namespaced", "emulator", emu)
-			return &Plan{Strategy: Namespaced, Arch: a, Emulator: emu}, nil
+	if force == "" || force == Namespaced {
+		if kernelOK {
+			emu, err := findEmulator(a, &opts, log)
+			if err == nil {
+				log.Debug("binfmt: namespaced", "emulator", emu.Path, "from", emu.Source)
+				return &Plan{Strategy: Namespaced, Arch: a, Emulator: emu.Path}, nil
+			}
+			if force == Namespaced || opts.Emulator != "" || opts.getenv(EnvQemuPath) != "" {
+				// An emulator the user named is unusable: say so rather than
+				// silently taking another way.
+				return nil, err
+			}
+			emuErr = err
+			log.Debug("binfmt: no usable emulator", "err", err)
+		} else if force == Namespaced {
+			return nil, &planError{kind: ErrKernelTooOld, msg: fmt.Sprintf(
+				"strategy namespaced was forced (XRUN_BINFMT_STRATEGY) but kernel %s cannot register binfmt handlers in a user namespace (needs Linux 6.7+): unset it or upgrade the kernel",
+				shortRelease(opts.KernelRelease))}
+		} else if opts.Emulator != "" {
+			log.Warn("binfmt: kernel too old to register the emulator in a user namespace; ignoring it",
+				"kernel", opts.KernelRelease, "emulator", opts.Emulator)
 		}
-		if opts.Emulator != "" || opts.getenv(EnvQemuPath) != "" {
-			// An emulator the user named is unusable: say so rather than
-			// silently taking another way.
-			return nil, err
-		}
-		emuErr = err
-		log.Debug("binfmt: no usable emulator", "err", err)
-	} else if opts.Emulator != "" {
-		log.Warn("binfmt: kernel too old to register the emulator in a user namespace; ignoring it",
-			"kernel", opts.KernelRelease, "emulator", opts.Emulator)
 	}
 
 	h, unusable := findHostHandler(a, opts.BinfmtDir, log)
@@ -184,12 +242,17 @@ func Decide(goarch, variant string, opts Options) (*Plan, error) {
 		log.Debug("binfmt: host handler", "name", h.name, "interpreter", h.interp, "flags", h.flags)
 		return &Plan{Strategy: HostHandler, Arch: a, Emulator: h.interp, HostFlags: h.flags}, nil
 	}
-	if kernelOK {
-		return nil, emuErr
-	}
 	what := fmt.Sprintf("no host handler for %s is registered", a.Name)
 	if unusable != "" {
 		what = fmt.Sprintf("no usable host handler for %s is registered (%s)", a.Name, unusable)
+	}
+	if force == HostHandler {
+		return nil, &planError{kind: ErrNoHostHandler, msg: fmt.Sprintf(
+			"strategy host-handler was forced (XRUN_BINFMT_STRATEGY) but %s in %s: unset it, or register one as root (e.g. update-binfmts --enable qemu-%s)",
+			what, opts.BinfmtDir, a.Name)}
+	}
+	if kernelOK {
+		return nil, emuErr
 	}
 	return nil, &planError{kind: ErrKernelTooOld, msg: fmt.Sprintf(
 		"kernel %s cannot register binfmt handlers in a user namespace (needs Linux 6.7+) and %s: "+
@@ -273,87 +336,126 @@ func shortRelease(release string) string {
 	return strconv.Quote(release)
 }
 
+// Where an emulator was found (Emulator.Source).
+const (
+	FromFlag      = "--emulator"
+	FromEnv       = EnvQemuPath
+	FromPATH      = "PATH"
+	FromSystem    = "system"
+	FromInstalled = "installed" // by xrun emulator install, in the cache
+)
+
+// Emulator is a static qemu-user binary found for an arch.
+type Emulator struct {
+	Path   string // absolute
+	Source string // FromFlag, FromEnv, FromPATH, FromSystem or FromInstalled
+}
+
+// FindEmulator returns the static emulator Decide would register for goarch
+// in the namespaced strategy, searching in the order documented on
+// Options.Emulator. Its errors are Decide's (ErrUnknownArch, ErrNoEmulator,
+// ErrDynamicEmulator).
+func FindEmulator(goarch string, opts Options) (*Emulator, error) {
+	if err := opts.fill(); err != nil {
+		return nil, err
+	}
+	a, err := Lookup(goarch)
+	if err != nil {
+		return nil, err
+	}
+	return findEmulator(a, &opts, opts.Logger.With("arch", goarch))
+}
+
+// NoEmulatorHint is the fix named by the ErrNoEmulator error of an arch.
+const NoEmulatorHint = "install qemu-user-static (Debian/Ubuntu: apt-get install qemu-user-static; " +
+	"Fedora: dnf install qemu-user-static), run xrun emulator install, or pass --emulator PATH"
+
 // findEmulator returns the first static emulator for a in the order
 // documented on Options.Emulator. Dynamic candidates are skipped (they look
 // for their own loader inside the guest rootfs and fail there); if only
 // dynamic ones exist the error says so.
-func findEmulator(a *Arch, opts *Options, log *slog.Logger) (string, error) {
-	noEmu := &planError{kind: ErrNoEmulator, msg: fmt.Sprintf(
-		"no emulator for linux/%s: install qemu-user-static (Debian/Ubuntu: apt-get install qemu-user-static; "+
-			"Fedora: dnf install qemu-user-static) or pass --emulator PATH", a.GOARCH)}
+func findEmulator(a *Arch, opts *Options, log *slog.Logger) (*Emulator, error) {
+	noEmu := &planError{kind: ErrNoEmulator, msg: fmt.Sprintf("no emulator for linux/%s: %s", a.GOARCH, NoEmulatorHint)}
 	static := "qemu-" + a.Name + "-static"
 	plain := "qemu-" + a.Name
 
 	// Named by the user: must work.
-	named := opts.Emulator
+	named, source := opts.Emulator, FromFlag
 	if named == "" {
-		if p := opts.getenv(EnvQemuPath); p != "" {
-			named = p
-			if fi, err := os.Stat(p); err == nil && fi.IsDir() {
-				named = filepath.Join(p, static)
-			}
-		}
+		named, source = opts.getenv(EnvQemuPath), FromEnv
 	}
 	if named != "" {
+		if fi, err := os.Stat(named); err == nil && fi.IsDir() {
+			named = filepath.Join(named, static)
+		}
 		if err := checkExecutable(named); err != nil {
-			return "", &planError{kind: ErrNoEmulator, msg: fmt.Sprintf("emulator for linux/%s: %v", a.GOARCH, err)}
+			return nil, &planError{kind: ErrNoEmulator, msg: fmt.Sprintf("emulator for linux/%s: %v", a.GOARCH, err)}
 		}
 		ok, err := IsStatic(named)
 		if err != nil {
-			return "", &planError{kind: ErrNoEmulator, msg: fmt.Sprintf("emulator for linux/%s: %v", a.GOARCH, err)}
+			return nil, &planError{kind: ErrNoEmulator, msg: fmt.Sprintf("emulator for linux/%s: %v", a.GOARCH, err)}
 		}
 		if !ok {
-			return "", dynamicError(named)
+			return nil, dynamicError(named)
 		}
-		return filepath.Abs(named)
+		abs, err := filepath.Abs(named)
+		return &Emulator{Path: abs, Source: source}, err
 	}
 
-	var cands []string
+	type cand struct{ path, source string }
+	var cands []cand
 	pathDirs := filepath.SplitList(opts.getenv("PATH"))
 	for _, name := range []string{static, plain} {
 		for _, d := range pathDirs {
 			if d == "" {
 				d = "."
 			}
-			cands = append(cands, filepath.Join(d, name))
+			cands = append(cands, cand{filepath.Join(d, name), FromPATH})
 		}
 	}
 	sd := opts.systemDirs
 	if sd.libexec != "" {
-		cands = append(cands, filepath.Join(sd.libexec, a.Name+"-binfmt-P"))
+		cands = append(cands, cand{filepath.Join(sd.libexec, a.Name+"-binfmt-P"), FromSystem})
 	}
 	for _, d := range sd.bins {
-		cands = append(cands, filepath.Join(d, static), filepath.Join(d, plain))
+		cands = append(cands, cand{filepath.Join(d, static), FromSystem}, cand{filepath.Join(d, plain), FromSystem})
+		if sd.libexecToo {
+			cands = append(cands, cand{filepath.Join(d, a.Name+"-binfmt-P"), FromSystem})
+		}
+	}
+	if opts.InstalledDir != "" {
+		cands = append(cands, cand{filepath.Join(opts.InstalledDir, static), FromInstalled})
 	}
 
 	firstDynamic := ""
 	for _, c := range cands {
-		if checkExecutable(c) != nil {
+		if checkExecutable(c.path) != nil {
 			continue
 		}
-		ok, err := IsStatic(c)
+		ok, err := IsStatic(c.path)
 		if err != nil {
-			log.Debug("binfmt: skip emulator candidate", "path", c, "err", err)
+			log.Debug("binfmt: skip emulator candidate", "path", c.path, "err", err)
 			continue
 		}
 		if !ok {
-			log.Debug("binfmt: skip dynamic emulator", "path", c)
+			log.Debug("binfmt: skip dynamic emulator", "path", c.path)
 			if firstDynamic == "" {
-				firstDynamic = c
+				firstDynamic = c.path
 			}
 			continue
 		}
-		return filepath.Abs(c)
+		abs, err := filepath.Abs(c.path)
+		return &Emulator{Path: abs, Source: c.source}, err
 	}
 	if firstDynamic != "" {
-		return "", dynamicError(firstDynamic)
+		return nil, dynamicError(firstDynamic)
 	}
-	return "", noEmu
+	return nil, noEmu
 }
 
 func dynamicError(path string) error {
 	return &planError{kind: ErrDynamicEmulator, msg: fmt.Sprintf(
-		"emulator %s is dynamically linked and cannot load inside the image: install qemu-user-static or pass a static --emulator", path)}
+		"emulator %s is dynamically linked and cannot load inside the image: install qemu-user-static, run xrun emulator install, or pass a static --emulator", path)}
 }
 
 // checkExecutable reports why path is not an executable regular file.

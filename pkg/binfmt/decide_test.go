@@ -54,6 +54,9 @@ func TestDecide(t *testing.T) {
 		path            string            // $PATH; $ROOT expanded
 		qemuPath        string            // $XRUN_QEMU_PATH; $ROOT expanded
 		emulator        string            // Options.Emulator; $ROOT expanded
+		installed       string            // Options.InstalledDir; $ROOT expanded
+		sysDirs         []string          // Options.SystemDirs (replacing the fake system dirs); $ROOT expanded
+		force           Strategy          // Options.Force
 		want            *Plan             // Arch is filled from goarch; $ROOT expanded
 		wantErr         error
 		wantMsg         string // $ROOT expanded
@@ -102,17 +105,17 @@ func TestDecide(t *testing.T) {
 		{name: "--emulator dynamic", goarch: "arm64", emulator: "$ROOT/usr/bin/qemu-aarch64",
 			files:   map[string]string{"usr/bin/qemu-aarch64": dynamic, "usr/bin/qemu-aarch64-static": static},
 			wantErr: ErrDynamicEmulator,
-			wantMsg: "emulator $ROOT/usr/bin/qemu-aarch64 is dynamically linked and cannot load inside the image: install qemu-user-static or pass a static --emulator"},
+			wantMsg: "emulator $ROOT/usr/bin/qemu-aarch64 is dynamically linked and cannot load inside the image: install qemu-user-static, run xrun emulator install, or pass a static --emulator"},
 		{name: "--emulator missing", goarch: "arm64", emulator: "$ROOT/nope", files: aarch64Static,
 			wantErr: ErrNoEmulator, wantMsg: "emulator for linux/arm64: stat $ROOT/nope: no such file or directory"},
 		{name: "only dynamic", goarch: "arm64", files: map[string]string{"usr/bin/qemu-aarch64": dynamic},
 			wantErr: ErrDynamicEmulator,
-			wantMsg: "emulator $ROOT/usr/bin/qemu-aarch64 is dynamically linked and cannot load inside the image: install qemu-user-static or pass a static --emulator"},
+			wantMsg: "emulator $ROOT/usr/bin/qemu-aarch64 is dynamically linked and cannot load inside the image: install qemu-user-static, run xrun emulator install, or pass a static --emulator"},
 		{name: "only dynamic, host handler", goarch: "arm64", files: map[string]string{"usr/bin/qemu-aarch64": dynamic, "h/qemu-aarch64-static": static},
 			handlers: map[string]string{"qemu-aarch64": handlerFile("arm64", "$ROOT/h/qemu-aarch64-static", "F", true)},
 			want:     &Plan{Strategy: HostHandler, Emulator: "$ROOT/h/qemu-aarch64-static", HostFlags: "F"}},
 		{name: "no emulator", goarch: "riscv64", wantErr: ErrNoEmulator,
-			wantMsg: "no emulator for linux/riscv64: install qemu-user-static (Debian/Ubuntu: apt-get install qemu-user-static; Fedora: dnf install qemu-user-static) or pass --emulator PATH"},
+			wantMsg: "no emulator for linux/riscv64: install qemu-user-static (Debian/Ubuntu: apt-get install qemu-user-static; Fedora: dnf install qemu-user-static), run xrun emulator install, or pass --emulator PATH"},
 		{name: "no emulator, host handler", goarch: "riscv64", files: map[string]string{"h/qemu-riscv64-static": static},
 			handlers: map[string]string{"qemu-riscv64": handlerFile("riscv64", "$ROOT/h/qemu-riscv64-static", "OCF", true)},
 			want:     &Plan{Strategy: HostHandler, Emulator: "$ROOT/h/qemu-riscv64-static", HostFlags: "OCF"}},
@@ -159,6 +162,48 @@ func TestDecide(t *testing.T) {
 			handlers: map[string]string{"qemu-mipsn32el": mipsn32elHandler("$ROOT/usr/bin/qemu-mipsn32el-static")},
 			wantErr:  ErrKernelTooOld,
 			wantMsg:  "kernel 6.1 cannot register binfmt handlers in a user namespace (needs Linux 6.7+) and no host handler for mipsel is registered: ask an admin to register qemu-user-static with the F flag (e.g. update-binfmts --enable qemu-mipsel) or upgrade the kernel"},
+		// Installed emulators (xrun emulator install) come last.
+		{name: "installed dir", goarch: "riscv64", installed: "$ROOT/cache/emulators/amd64",
+			files: map[string]string{"cache/emulators/amd64/qemu-riscv64-static": static},
+			want:  &Plan{Strategy: Namespaced, Emulator: "$ROOT/cache/emulators/amd64/qemu-riscv64-static"}},
+		{name: "system before installed", goarch: "arm64", installed: "$ROOT/cache/emulators/amd64",
+			files: map[string]string{"cache/emulators/amd64/qemu-aarch64-static": static, "usr/bin/qemu-aarch64-static": static},
+			want:  &Plan{Strategy: Namespaced, Emulator: "$ROOT/usr/bin/qemu-aarch64-static"}},
+		{name: "installed beats a dynamic system qemu", goarch: "arm64", installed: "$ROOT/inst",
+			files: map[string]string{"usr/bin/qemu-aarch64": dynamic, "inst/qemu-aarch64-static": static},
+			want:  &Plan{Strategy: Namespaced, Emulator: "$ROOT/inst/qemu-aarch64-static"}},
+		// Options.SystemDirs replaces the system dirs, e.g. to hide them.
+		{name: "SystemDirs empty hides the system's qemu", goarch: "arm64", sysDirs: []string{}, files: aarch64Static,
+			wantErr: ErrNoEmulator,
+			wantMsg: "no emulator for linux/arm64: install qemu-user-static (Debian/Ubuntu: apt-get install qemu-user-static; Fedora: dnf install qemu-user-static), run xrun emulator install, or pass --emulator PATH"},
+		{name: "SystemDirs searched for all names", goarch: "arm64", sysDirs: []string{"$ROOT/s1", "$ROOT/s2"},
+			files: map[string]string{"usr/bin/qemu-aarch64-static": static, "s2/aarch64-binfmt-P": static},
+			want:  &Plan{Strategy: Namespaced, Emulator: "$ROOT/s2/aarch64-binfmt-P"}},
+		// --emulator and XRUN_QEMU_PATH may name a directory.
+		{name: "--emulator dir", goarch: "arm64", emulator: "$ROOT/e",
+			files: map[string]string{"e/qemu-aarch64-static": static, "usr/bin/qemu-aarch64-static": static},
+			want:  &Plan{Strategy: Namespaced, Emulator: "$ROOT/e/qemu-aarch64-static"}},
+		// Forced strategies (XRUN_BINFMT_STRATEGY).
+		{name: "force native on a native arch", goarch: "386", force: Native, want: &Plan{Strategy: Native}},
+		{name: "force native on a foreign arch", goarch: "arm64", force: Native, files: aarch64Static, wantErr: ErrNotNative,
+			wantMsg: "strategy native was forced (XRUN_BINFMT_STRATEGY) but a linux/amd64 host cannot run linux/arm64 binaries: unset it"},
+		{name: "force namespaced on a native arch", goarch: "386", force: Namespaced,
+			files: map[string]string{"usr/bin/qemu-i386-static": static},
+			want:  &Plan{Strategy: Namespaced, Emulator: "$ROOT/usr/bin/qemu-i386-static"}},
+		{name: "force namespaced, old kernel", goarch: "arm64", force: Namespaced, kernel: "6.1.0", files: aarch64Static,
+			handlers: map[string]string{"qemu-aarch64": handlerFile("arm64", "$ROOT/usr/bin/qemu-aarch64-static", "F", true)},
+			wantErr:  ErrKernelTooOld,
+			wantMsg:  "strategy namespaced was forced (XRUN_BINFMT_STRATEGY) but kernel 6.1 cannot register binfmt handlers in a user namespace (needs Linux 6.7+): unset it or upgrade the kernel"},
+		{name: "force namespaced, no emulator but a host handler", goarch: "riscv64", force: Namespaced,
+			files:    map[string]string{"h/qemu-riscv64-static": static},
+			handlers: map[string]string{"qemu-riscv64": handlerFile("riscv64", "$ROOT/h/qemu-riscv64-static", "F", true)},
+			wantErr:  ErrNoEmulator,
+			wantMsg:  "no emulator for linux/riscv64: install qemu-user-static (Debian/Ubuntu: apt-get install qemu-user-static; Fedora: dnf install qemu-user-static), run xrun emulator install, or pass --emulator PATH"},
+		{name: "force host-handler over namespaced", goarch: "arm64", force: HostHandler, files: aarch64Static,
+			handlers: map[string]string{"qemu-aarch64": handlerFile("arm64", "$ROOT/usr/bin/qemu-aarch64-static", "", true)},
+			want:     &Plan{Strategy: HostHandler, Emulator: "$ROOT/usr/bin/qemu-aarch64-static", HostFlags: ""}},
+		{name: "force host-handler without one", goarch: "arm64", force: HostHandler, files: aarch64Static, wantErr: ErrNoHostHandler,
+			wantMsg: "strategy host-handler was forced (XRUN_BINFMT_STRATEGY) but no host handler for aarch64 is registered in $ROOT/binfmt_misc: unset it, or register one as root (e.g. update-binfmts --enable qemu-aarch64)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -200,6 +245,15 @@ func TestDecide(t *testing.T) {
 					libexec: filepath.Join(root, "libexec"),
 					bins:    []string{filepath.Join(root, "usr/bin"), filepath.Join(root, "usr/local/bin")},
 				},
+			}
+			opts.InstalledDir = expand(tt.installed)
+			opts.Force = tt.force
+			if tt.sysDirs != nil {
+				opts.systemDirs = nil
+				opts.SystemDirs = []string{}
+				for _, d := range tt.sysDirs {
+					opts.SystemDirs = append(opts.SystemDirs, expand(d))
+				}
 			}
 			if opts.HostGOARCH == "" {
 				opts.HostGOARCH = "amd64"
@@ -284,5 +338,85 @@ func TestIsStaticCrossBinaries(t *testing.T) {
 		if ok, err := IsStatic(p); !ok || err != nil {
 			t.Errorf("IsStatic(GOARCH=%s program) = %v, %v, want true", goarch, ok, err)
 		}
+	}
+}
+
+func TestParseStrategy(t *testing.T) {
+	for in, want := range map[string]Strategy{"": "", "auto": "", "native": Native, "namespaced": Namespaced, "host-handler": HostHandler} {
+		if got, err := ParseStrategy(in); err != nil || got != want {
+			t.Errorf("ParseStrategy(%q) = %q, %v, want %q", in, got, err, want)
+		}
+	}
+	if _, err := ParseStrategy("host"); err == nil || !strings.Contains(err.Error(), "use auto, native, namespaced or host-handler") {
+		t.Errorf("ParseStrategy(host) error = %v", err)
+	}
+	if _, err := Decide("arm64", "", Options{Force: "bogus"}); err == nil {
+		t.Error("Decide with Force bogus: no error")
+	}
+}
+
+func TestFindEmulatorSource(t *testing.T) {
+	root := t.TempDir()
+	writeELF(t, filepath.Join(root, "p/qemu-aarch64-static"), false)
+	writeELF(t, filepath.Join(root, "inst/qemu-riscv64-static"), false)
+	env := map[string]string{"PATH": filepath.Join(root, "p")}
+	opts := Options{InstalledDir: filepath.Join(root, "inst"), SystemDirs: []string{},
+		getenv: func(k string) string { return env[k] }}
+	for goarch, want := range map[string]Emulator{
+		"arm64":   {Path: filepath.Join(root, "p/qemu-aarch64-static"), Source: FromPATH},
+		"riscv64": {Path: filepath.Join(root, "inst/qemu-riscv64-static"), Source: FromInstalled},
+	} {
+		got, err := FindEmulator(goarch, opts)
+		if err != nil || *got != want {
+			t.Errorf("FindEmulator(%s) = %+v, %v, want %+v", goarch, got, err, want)
+		}
+	}
+	o := opts
+	o.Emulator = filepath.Join(root, "inst")
+	if got, err := FindEmulator("riscv64", o); err != nil || got.Source != FromFlag {
+		t.Errorf("FindEmulator with --emulator dir = %+v, %v", got, err)
+	}
+	if _, err := FindEmulator("s390x", opts); !errors.Is(err, ErrNoEmulator) {
+		t.Errorf("FindEmulator(s390x) error = %v, want ErrNoEmulator", err)
+	}
+}
+
+func TestHostEntries(t *testing.T) {
+	dir := t.TempDir()
+	if _, mounted, _, err := HostEntries(dir); mounted || err != nil {
+		t.Fatalf("HostEntries(empty dir) mounted=%v err=%v, want not mounted", mounted, err)
+	}
+	writeELF(t, filepath.Join(dir, "q/qemu-aarch64"), true)
+	files := map[string]string{
+		"status":       "enabled\n",
+		"register":     "",
+		"qemu-aarch64": handlerFile("arm64", filepath.Join(dir, "q/qemu-aarch64"), "OCF", true),
+		"qemu-riscv64": handlerFile("riscv64", "/gone/qemu-riscv64-static", "F", false),
+		"python3.11":   "enabled\ninterpreter /usr/bin/python3.11\nflags: \noffset 0\nmagic a70d0d0a\n",
+	}
+	for name, c := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hs, mounted, disabled, err := HostEntries(dir)
+	if err != nil || !mounted || disabled {
+		t.Fatalf("HostEntries: mounted=%v disabled=%v err=%v", mounted, disabled, err)
+	}
+	got := map[string]string{}
+	for _, h := range hs {
+		arch := "-"
+		if h.Arch != nil {
+			arch = h.Arch.GOARCH
+		}
+		got[h.Name] = fmt.Sprintf("%s %s %v %q", arch, h.Flags, h.Enabled, h.Unusable)
+	}
+	want := map[string]string{
+		"qemu-aarch64": fmt.Sprintf("arm64 OCF true %q", "interpreter "+filepath.Join(dir, "q/qemu-aarch64")+" is dynamically linked"),
+		"qemu-riscv64": `riscv64 F false ""`,
+		"python3.11":   `-  true ""`,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("HostEntries (-want +got):\n%s", diff)
 	}
 }

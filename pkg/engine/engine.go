@@ -110,7 +110,7 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("image %s has no Entrypoint or Cmd: give a command after --, e.g. xrun %s -- sh", o.Image, o.Image)
 	}
 
-	plan, err := binfmt.Decide(p.Image.Platform.Architecture, p.Image.Platform.Variant, binfmt.Options{Emulator: o.Emulator, Logger: log})
+	plan, err := decide(ctx, &o, p.Image.Platform.Architecture, p.Image.Platform.Variant)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,116 @@
+package doctor
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xrun-dev/xrun/pkg/binfmt"
+)
+
+// fakeMachine is a /proc/sys and /etc for Options' seams.
+func fakeMachine(t *testing.T, sys map[string]string, osRelease string) (procSys, etc string) {
+	t.Helper()
+	root := t.TempDir()
+	procSys, etc = filepath.Join(root, "sys"), filepath.Join(root, "etc")
+	for name, v := range sys {
+		p := filepath.Join(procSys, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, []byte(v+"\n"), 0o644)
+	}
+	os.MkdirAll(etc, 0o755)
+	os.WriteFile(filepath.Join(etc, "os-release"), []byte(osRelease), 0o644)
+	return procSys, etc
+}
+
+func find(r *Report, name string) *Check {
+	for i := range r.Checks {
+		if r.Checks[i].Name == name {
+			return &r.Checks[i]
+		}
+	}
+	return nil
+}
+
+func TestRunNoUserNS(t *testing.T) {
+	procSys, etc := fakeMachine(t, map[string]string{
+		"user/max_user_namespaces":                     "0",
+		"kernel/apparmor_restrict_unprivileged_userns": "1",
+	}, "ID=ubuntu\nID_LIKE=debian\n")
+	r := Run(context.Background(), Options{
+		Platforms: []Platform{{GOARCH: "arm64"}},
+		CacheDir:  t.TempDir(),
+		Binfmt:    binfmt.Options{KernelRelease: "6.8.0-generic", Emulator: "/nonexistent/qemu"},
+		procSys:   procSys, etc: etc,
+		probe: func(context.Context, string) (*probeResult, error) {
+			return nil, errors.New("fork/exec: operation not permitted")
+		},
+		smoke: func(context.Context, *binfmt.Plan, *slog.Logger) (time.Duration, error) {
+			t.Error("smoke test run without a plan")
+			return 0, nil
+		},
+	})
+	c := find(r, "user namespaces")
+	if c == nil || c.Status != Fail ||
+		!strings.Contains(c.Fix, "sudo sysctl -w user.max_user_namespaces=15000") ||
+		!strings.Contains(c.Fix, "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0") {
+		t.Errorf("user namespaces check = %+v", c)
+	}
+	c = find(r, "linux/arm64")
+	if c == nil || c.Status != Fail || !strings.Contains(c.Fix, "sudo apt-get install qemu-user-static; or, without root: xrun emulator install") {
+		t.Errorf("linux/arm64 check = %+v", c)
+	}
+	if len(r.Failed()) != 2 {
+		t.Errorf("failed checks = %+v, want 2", r.Failed())
+	}
+}
+
+func TestRunSmoke(t *testing.T) {
+	procSys, etc := fakeMachine(t, nil, "ID=fedora\n")
+	emu := filepath.Join(t.TempDir(), "qemu-riscv64-static")
+	prog, _ := binfmt.TestProgram("amd64") // any static ELF will do as a fake emulator
+	os.WriteFile(emu, prog, 0o755)
+	var ran []string
+	r := Run(context.Background(), Options{
+		Platforms: []Platform{{GOARCH: "riscv64"}, {GOARCH: "s390x"}},
+		CacheDir:  t.TempDir(),
+		Binfmt:    binfmt.Options{KernelRelease: "6.18.1", HostGOARCH: "amd64", Emulator: filepath.Dir(emu), BinfmtDir: t.TempDir()},
+		procSys:   procSys, etc: etc,
+		probe: func(context.Context, string) (*probeResult, error) {
+			return &probeResult{Overlay: "mount overlay: invalid argument"}, nil
+		},
+		smoke: func(_ context.Context, p *binfmt.Plan, _ *slog.Logger) (time.Duration, error) {
+			ran = append(ran, p.Arch.GOARCH)
+			return time.Millisecond, nil
+		},
+	})
+	if c := find(r, "rootless overlayfs"); c == nil || c.Status != Fail || !strings.Contains(c.Fix, "XRUN_CACHE=") {
+		t.Errorf("overlay check = %+v", c)
+	}
+	if c := find(r, "linux/s390x"); c == nil || c.Status != Fail || !strings.HasPrefix(c.Fix, "sudo dnf install qemu-user-static") {
+		t.Errorf("linux/s390x check = %+v", c)
+	}
+	if c := find(r, "run linux/riscv64"); c == nil || c.Status != OK {
+		t.Errorf("run linux/riscv64 check = %+v", c)
+	}
+	if strings.Join(ran, ",") != "riscv64" {
+		t.Errorf("smoke tests ran for %q, want riscv64", ran)
+	}
+}
+
+func TestFreeSubStart(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "subuid")
+	if got := freeSubStart(f); got != 100000 {
+		t.Errorf("freeSubStart(no file) = %d", got)
+	}
+	os.WriteFile(f, []byte("a:100000:65536\nb:200000:65536\n"), 0o644)
+	if got := freeSubStart(f); got != 327680 {
+		t.Errorf("freeSubStart = %d, want 327680", got)
+	}
+}
