@@ -11,14 +11,11 @@ import (
 	"github.com/xrun-dev/xrun/pkg/sandbox"
 )
 
-// init dispatches the two roles this binary plays inside a container before
-// any CLI code runs: libcontainer's init (`/proc/self/exe init`), and the
-// container's native PID 1 (bound at sandbox.ReaperPath).
+// init dispatches libcontainer's init (`/proc/self/exe init`) before any CLI
+// code runs. (The other role this binary plays inside a container, its
+// native PID 1, is C code in pkg/sandbox that runs before Go starts.)
 func init() {
-	switch {
-	case sandbox.IsInit(os.Args):
+	if sandbox.IsInit(os.Args) {
 		sandbox.Init() // never returns
-	case sandbox.IsReaper(os.Args):
-		os.Exit(sandbox.Reap(os.Args))
 	}
 }

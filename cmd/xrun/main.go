@@ -58,7 +58,8 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	// The command's own status passes through silently; everything else
 	// is xrun's error, printed once.
 	var ee *sandbox.ExitError
-	if !errors.As(err, &ee) {
+	var reported silentError
+	if !errors.As(err, &ee) && !errors.As(err, &reported) {
 		fmt.Fprintf(stderr, "xrun: %v\n", err)
 	}
 	return engine.ExitCode(err)
@@ -69,7 +70,7 @@ type signalError struct{ sig syscall.Signal }
 func (e signalError) Error() string { return "interrupted by " + e.sig.String() }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
-	// -v is --verbose, as in most tools; --version has no short form.
+	// --version has no short form: -v is --volume for runs, as in docker.
 	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version"}
 	app := &cli.App{
 		Name:      "xrun",
@@ -93,6 +94,9 @@ Examples:
 		HideHelpCommand:        true,
 		EnableBashCompletion:   true,
 		UseShortOptionHandling: true,
+		// -e CFLAGS=-O2,-g and --tmpfs /run:size=1m,mode=755 are one value
+		// each: repeated flags, never comma-split.
+		DisableSliceFlagSeparator: true,
 		// Exit codes are ours to return (see Main), never os.Exit inside
 		// Run, which would skip deferred clean-up.
 		ExitErrHandler: func(*cli.Context, error) {},

@@ -16,8 +16,12 @@ var pullCommand = &cli.Command{
 	Name:      "pull",
 	Usage:     "pull an image and unpack it into the cache, ready to run offline",
 	ArgsUsage: "IMAGE",
-	Description: `Examples:
+	Description: `Layers download in parallel and unpack as they arrive; on a terminal,
+progress bars show on stderr (-q: none). Prints REF PLATFORM DIGEST.
+
+Examples:
    xrun pull --platform linux/arm64 debian:bookworm
+   xrun pull --insecure-registry 10.0.0.5:5000 --platform riscv64 10.0.0.5:5000/sid
    prepare: ; xrun pull --platform linux/riscv64 debian:sid   # in a Makefile, before make -j`,
 	Flags: commonFlags(),
 	Action: func(c *cli.Context) error {
@@ -31,12 +35,13 @@ var pullCommand = &cli.Command{
 		if c.String("pull") == "missing" && !c.IsSet("pull") {
 			policy = pull.PullAlways
 		}
-		p, err := engine.Prepare(c.Context, engine.Options{
+		p, err := engine.PrepareWith(c.Context, engine.Options{
 			Image:    c.Args().First(),
 			Platform: c.String("platform"),
 			Pull:     policy,
+			Stderr:   c.App.ErrWriter,
 			Logger:   newLogger(c),
-		})
+		}, engine.PullOptions{Insecure: c.StringSlice("insecure-registry"), PullOnly: true})
 		if err != nil {
 			return err
 		}
@@ -45,4 +50,14 @@ var pullCommand = &cli.Command{
 		}
 		return nil
 	},
+}
+
+// insecureRegistryFlag is --insecure-registry, shared by every command that
+// talks to registries.
+func insecureRegistryFlag() cli.Flag {
+	return &cli.StringSliceFlag{
+		Name:    "insecure-registry",
+		Usage:   "allow plain HTTP (and unverified TLS) to `REGISTRY` (host[:port]); repeatable. Loopback registries always may",
+		EnvVars: []string{pull.EnvInsecureRegistries},
+	}
 }

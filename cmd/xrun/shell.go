@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 
 	"github.com/urfave/cli/v2"
@@ -24,10 +25,14 @@ Examples:
    xrun shell --platform linux/riscv64 debian:sid -- bash -l`,
 	Flags: runFlags(),
 	Action: func(c *cli.Context) error {
-		o, err := runOpts(c)
+		ts, err := runTargets(c)
 		if err != nil {
 			return err
 		}
+		if len(ts) != 1 {
+			return errors.New("xrun shell runs one shell: pick a target with --target NAME")
+		}
+		o := ts[0].opts
 		o.Shell = true
 		if !c.IsSet("tty") {
 			in, okIn := c.App.Reader.(*os.File)

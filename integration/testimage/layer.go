@@ -24,7 +24,8 @@ type entry struct {
 var epoch = time.Unix(1700000000, 0).UTC()
 
 // baseEntries is the root filesystem of a test image: /bin/<binName>, its
-// applet symlinks, /etc/passwd and /etc/group for root, /tmp (1777), /root,
+// applet symlinks, /etc/passwd for root and xrunuser (1000:1000, for --user
+// tests), /etc/group for root, /tmp (1777), /root,
 // and empty /proc, /dev, /sys.
 func baseEntries(binName string, bin []byte) []entry {
 	es := []entry{
@@ -38,7 +39,8 @@ func baseEntries(binName string, bin []byte) []entry {
 		entry{path: "dev/", mode: 0o755},
 		entry{path: "etc/", mode: 0o755},
 		entry{path: "etc/group", mode: 0o644, content: []byte("root:x:0:\n")},
-		entry{path: "etc/passwd", mode: 0o644, content: []byte("root:x:0:0:root:/root:/bin/sh\n")},
+		entry{path: "etc/passwd", mode: 0o644, content: []byte("root:x:0:0:root:/root:/bin/sh\n" +
+			"xrunuser:x:1000:1000:xrun --user tests:/home/xrunuser:/bin/sh\n")},
 		entry{path: "proc/", mode: 0o555},
 		entry{path: "root/", mode: 0o700},
 		entry{path: "sys/", mode: 0o555},

@@ -39,6 +39,29 @@ type Options struct {
 	// BindCwd is a host directory bound at the same path and used as the
 	// working directory ("" keeps the image's WorkingDir).
 	BindCwd string
+	// Workdir, when set, is the working directory (-w), overriding BindCwd's
+	// and the image's; it is created when missing.
+	Workdir string
+	// Volumes are host paths bound into the container (-v); Source and
+	// Destination must be absolute.
+	Volumes []sandbox.Bind
+	// Tmpfs are tmpfs mounts (--tmpfs).
+	Tmpfs []sandbox.Tmpfs
+	// User runs the command as UID[:GID] or NAME[:GROUP] (--user), names
+	// looked up in the image; "" uses the image's User, else root.
+	User string
+	// Entrypoint, when not nil, replaces the image's Entrypoint and drops
+	// its Cmd, as docker's --entrypoint does; "" clears the Entrypoint.
+	Entrypoint *string
+	// Hostname inside the container ("" keeps the host's).
+	Hostname string
+	// Network is sandbox.NetworkHost (default) or sandbox.NetworkNone.
+	Network string
+	// ReadOnly makes the root filesystem read-only (--read-only).
+	ReadOnly bool
+	// Name keeps the container's changes under CacheDir/containers/<Name>
+	// and reuses them in later runs with the same name and image (--name).
+	Name string
 	// Shell, with no Args, runs an interactive shell instead of the image's
 	// Entrypoint and Cmd: the image's SHELL, else bash, else sh.
 	Shell bool
@@ -91,23 +114,60 @@ func DefaultCacheDir() string {
 func Run(ctx context.Context, o Options) error {
 	o.fill()
 	log := o.Logger
+	// A named container is locked first: a second run of the same name
+	// fails at once, before any pull.
+	var ctr *sandbox.Container
+	if o.Name != "" {
+		c, err := sandbox.OpenContainer(o.CacheDir, o.Name)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		ctr = c
+	}
 	p, err := Prepare(ctx, o)
 	if err != nil {
 		return err
 	}
 	cfg := p.Image.Config.Config
-	args := append(append([]string{}, cfg.Entrypoint...), o.Args...)
-	switch {
-	case o.Shell:
+	args := command(cfg.Entrypoint, cfg.Cmd, o.Entrypoint, o.Args)
+	if o.Shell {
 		args = o.Args
 		if len(args) == 0 {
 			args = shell(p.Rootfs, cfg.Shell)
 		}
-	case len(o.Args) == 0:
-		args = append(args, cfg.Cmd...)
 	}
 	if len(args) == 0 {
+		if o.Entrypoint != nil {
+			return fmt.Errorf("no command: --entrypoint %q clears the image's Cmd: give a command after --", *o.Entrypoint)
+		}
 		return fmt.Errorf("image %s has no Entrypoint or Cmd: give a command after --, e.g. xrun %s -- sh", o.Image, o.Image)
+	}
+	var upper, work string
+	if ctr != nil {
+		err := ctr.Attach(sandbox.ContainerMeta{
+			Name: o.Name, Image: o.Image, Ref: p.Image.Ref,
+			Platform: pull.PlatformString(p.Image.Platform), Digest: p.Image.Digest.String(),
+		}, p.Rootfs)
+		if err != nil {
+			return err
+		}
+		upper, work = ctr.Upper, ctr.Work
+	}
+	userSpec := o.User
+	if userSpec == "" {
+		userSpec = cfg.User
+	}
+	usr, err := sandbox.ResolveUser(userSpec, p.Rootfs, upper)
+	if err != nil {
+		if o.User == "" {
+			err = fmt.Errorf("image's User: %w", err)
+		}
+		return err
+	}
+	env := defaultEnv
+	if usr.Home != "" {
+		env = mergeEnv(defaultEnv, []string{"HOME=" + usr.Home})
 	}
 
 	plan, err := decide(ctx, &o, p.Image.Platform.Architecture, p.Image.Platform.Variant)
@@ -118,11 +178,18 @@ func Run(ctx context.Context, o Options) error {
 
 	sopts := sandbox.Options{
 		Lower:     p.Rootfs,
+		Upper:     upper,
+		Work:      work,
 		Args:      args,
-		Env:       mergeEnv(defaultEnv, cfg.Env, o.Env),
+		Env:       mergeEnv(env, cfg.Env, o.Env),
 		Cwd:       cfg.WorkingDir,
 		Emulation: plan,
 		TTY:       o.TTY,
+		Hostname:  o.Hostname,
+		Network:   o.Network,
+		ReadOnly:  o.ReadOnly,
+		Tmpfs:     o.Tmpfs,
+		User:      usr,
 		Stdin:     o.Stdin,
 		Stdout:    o.Stdout,
 		Stderr:    o.Stderr,
@@ -139,10 +206,33 @@ func Run(ctx context.Context, o Options) error {
 			sopts.Cwd = o.BindCwd
 		}
 	}
+	sopts.Binds = append(sopts.Binds, o.Volumes...)
+	if o.Workdir != "" {
+		sopts.Cwd = o.Workdir
+	}
 	t0 := time.Now()
 	err = sandbox.Run(ctx, sopts)
 	log.Info("ran", "took", time.Since(t0).Round(time.Millisecond))
 	return err
+}
+
+// command is what a run executes, with docker's rules: the image's
+// Entrypoint followed by the arguments given, or by the image's Cmd when
+// none are. An --entrypoint (ep != nil) replaces the image's Entrypoint and
+// drops its Cmd; an empty one clears the Entrypoint.
+func command(imgEntrypoint, imgCmd []string, ep *string, args []string) []string {
+	entry := imgEntrypoint
+	if ep != nil {
+		entry, imgCmd = nil, nil
+		if *ep != "" {
+			entry = []string{*ep}
+		}
+	}
+	out := append([]string{}, entry...)
+	if len(args) > 0 {
+		return append(out, args...)
+	}
+	return append(out, imgCmd...)
 }
 
 var defaultEnv = []string{
@@ -168,18 +258,29 @@ func mergeEnv(lists ...[]string) []string {
 	return out
 }
 
-// systemDirs are paths where binding the host's directory over the image's
-// would replace the image's own system files.
-var systemDirs = []string{"/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/sbin", "/sys", "/usr", "/var"}
+// kernelDirs are mount points the container gets from the kernel: never
+// bind the current directory at or below them.
+var kernelDirs = []string{"/dev", "/proc", "/sys"}
+
+// systemDirs hold the image's own files. Binding the current directory at
+// one of them, or at one of their direct children (/usr/lib, /var/lib,
+// /etc/apt), would hide the image's files; deeper project directories such
+// as /var/lib/jenkins/workspace/x or /usr/src/project are fine.
+var systemDirs = []string{"/bin", "/boot", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/sbin", "/usr", "/var"}
 
 // unbindable says why dir cannot be bound at its own path, or "".
 func unbindable(dir string) string {
 	if dir == "/" {
 		return "it is the root directory"
 	}
+	for _, k := range kernelDirs {
+		if dir == k || strings.HasPrefix(dir, k+"/") {
+			return "it is inside " + k + ", which the container mounts itself"
+		}
+	}
 	for _, s := range systemDirs {
-		if dir == s || strings.HasPrefix(dir, s+"/") {
-			return "it is inside " + s + ", which the image provides"
+		if dir == s || filepath.Dir(dir) == s {
+			return "it would hide the image's own " + dir
 		}
 	}
 	return ""
@@ -217,4 +318,21 @@ func shell(root string, imageShell []string) []string {
 		}
 	}
 	return []string{"/bin/sh"}
+}
+
+// Containers lists the named containers in cacheDir ("" for the default).
+func Containers(cacheDir string) ([]sandbox.ContainerInfo, error) {
+	if cacheDir == "" {
+		cacheDir = DefaultCacheDir()
+	}
+	return sandbox.ListContainers(cacheDir)
+}
+
+// RemoveContainer removes the named container from cacheDir ("" for the
+// default), including files that runs created under subordinate ids.
+func RemoveContainer(cacheDir, name string) error {
+	if cacheDir == "" {
+		cacheDir = DefaultCacheDir()
+	}
+	return sandbox.RemoveContainer(cacheDir, name)
 }

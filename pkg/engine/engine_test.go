@@ -29,8 +29,10 @@ func TestUnbindable(t *testing.T) {
 		dir  string
 		want bool
 	}{
-		{"/", true}, {"/usr", true}, {"/usr/src/project", true}, {"/etc", true},
+		{"/", true}, {"/usr", true}, {"/usr/lib", true}, {"/etc", true}, {"/etc/apt", true},
+		{"/var", true}, {"/var/lib", true}, {"/var/tmp", true}, {"/proc/self", true}, {"/dev/shm/x", true},
 		{"/home/me/project", false}, {"/tmp/build", false}, {"/usrlocal", false}, {"/srv/x", false},
+		{"/var/tmp/build", false}, {"/var/lib/jenkins/workspace/x", false}, {"/usr/src/project", false},
 	} {
 		if got := unbindable(tc.dir) != ""; got != tc.want {
 			t.Errorf("unbindable(%q) = %v, want %v", tc.dir, got, tc.want)
@@ -76,5 +78,30 @@ func TestShell(t *testing.T) {
 	}
 	if got := shell(root, nil); !cmp.Equal(got, []string{"/bin/bash"}) {
 		t.Errorf("shell with bash = %q, want /bin/bash", got)
+	}
+}
+
+func TestCommand(t *testing.T) {
+	s := func(v string) *string { return &v }
+	ep, cmd := []string{"/entry", "-x"}, []string{"default"}
+	for _, tc := range []struct {
+		name   string
+		ep     *string
+		args   []string
+		want   []string
+		imgEP  []string
+		imgCmd []string
+	}{
+		{"image defaults", nil, nil, []string{"/entry", "-x", "default"}, ep, cmd},
+		{"args replace cmd", nil, []string{"a"}, []string{"/entry", "-x", "a"}, ep, cmd},
+		{"no entrypoint", nil, nil, []string{"default"}, nil, cmd},
+		{"--entrypoint drops cmd", s("/bin/sh"), nil, []string{"/bin/sh"}, ep, cmd},
+		{"--entrypoint with args", s("/bin/sh"), []string{"-c", "x"}, []string{"/bin/sh", "-c", "x"}, ep, cmd},
+		{"--entrypoint ''", s(""), []string{"ls"}, []string{"ls"}, ep, cmd},
+		{"--entrypoint '' alone", s(""), nil, []string{}, ep, cmd},
+	} {
+		if got := command(tc.imgEP, tc.imgCmd, tc.ep, tc.args); !cmp.Equal(got, tc.want) {
+			t.Errorf("%s: command = %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }

@@ -2,23 +2,54 @@ package engine
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
+	"github.com/xrun-dev/xrun/pkg/progress"
 	"github.com/xrun-dev/xrun/pkg/pull"
 	"github.com/xrun-dev/xrun/pkg/rootfs"
 )
 
-// Prepared is an image ready to run: its rootfs is in the cache.
+// Prepared is an image ready to run: its rootfs is in the cache, held
+// (rootfs.Cache.Acquire) so that rmi and prune leave it alone until
+// Release.
 type Prepared struct {
 	Image  *pull.Image
 	Rootfs string
+	// Release gives back the hold on the rootfs; call it when the run
+	// ends (exiting does it too). Safe to call more than once; never nil.
+	Release func()
+}
+
+// PullOptions are registry settings for Prepare beyond Options.
+type PullOptions struct {
+	// Insecure lists registries (host[:port]) that may be spoken to over
+	// plain HTTP (--insecure-registry); XRUN_INSECURE_REGISTRIES adds to it.
+	Insecure []string
+	// PullOnly is for xrun pull: the rootfs is not held for a run and the
+	// image is not marked as used (Prepared.Release is a no-op).
+	PullOnly bool
 }
 
 // Prepare resolves o.Image for o.Platform and makes sure its rootfs is
 // unpacked in the cache. A cached image needs no network (pull=missing).
 func Prepare(ctx context.Context, o Options) (*Prepared, error) {
+	return PrepareWith(ctx, o, PullOptions{})
+}
+
+// PrepareWith is Prepare with registry settings.
+//
+// A cold pull is streamed: the missing layers download in parallel into
+// the blob store while layer i is unpacked from its download as soon as
+// layers before it are applied; each layer's compressed digest and DiffID
+// are checked on the way, and the rootfs is published only when every
+// layer verified. On a terminal (o.Stderr), progress bars show the
+// download unless -q or -v (o.Logger's level) is given.
+func PrepareWith(ctx context.Context, o Options, po PullOptions) (*Prepared, error) {
 	o.fill()
 	log := o.Logger
 	plat := pull.HostPlatform()
@@ -29,7 +60,15 @@ func Prepare(ctx context.Context, o Options) (*Prepared, error) {
 		}
 		plat = p
 	}
-	popts := []pull.Option{pull.WithPlatform(plat), pull.WithPolicy(o.Pull), pull.WithLogger(log)}
+	popts := []pull.Option{pull.WithPlatform(plat), pull.WithPolicy(o.Pull), pull.WithLogger(log), pull.WithInsecureRegistries(po.Insecure...)}
+	var bars *progress.Bars
+	if os.Getenv("XRUN_DBG") != "" {
+		fmt.Fprintf(os.Stderr, "DBG stderr=%T term=%v warn=%v info=%v\n", o.Stderr, progress.IsTerminal(o.Stderr), log.Enabled(ctx, slog.LevelWarn), log.Enabled(ctx, slog.LevelInfo))
+	}
+	if o.Stderr != nil && progress.IsTerminal(o.Stderr) && log.Enabled(ctx, slog.LevelWarn) && !log.Enabled(ctx, slog.LevelInfo) {
+		bars = progress.New(o.Stderr)
+		popts = append(popts, pull.WithProgress(bars))
+	}
 	store := pull.NewStore(o.CacheDir)
 	t0 := time.Now()
 	img, err := store.Resolve(ctx, o.Image, popts...)
@@ -40,29 +79,59 @@ func Prepare(ctx context.Context, o Options) (*Prepared, error) {
 
 	cache := rootfs.NewCache(o.CacheDir)
 	key := img.Digest.Hex
-	if cache.Has(key) {
-		return &Prepared{Image: img, Rootfs: cache.Path(key)}, nil
+	// Unpack if needed, then hold the rootfs. Between the two, rmi or
+	// prune may remove it: then unpack again.
+	for attempt := 0; ; attempt++ {
+		if !cache.Has(key) {
+			if err := unpack(ctx, store, cache, img, popts, bars, log); err != nil {
+				return nil, err
+			}
+		}
+		if po.PullOnly {
+			return &Prepared{Image: img, Rootfs: cache.Path(key), Release: func() {}}, nil
+		}
+		release, err := cache.Acquire(ctx, key)
+		if errors.Is(err, rootfs.ErrNotFound) && attempt < 3 {
+			log.Debug("rootfs removed before the run could hold it; unpacking again", "key", key)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &Prepared{Image: img, Rootfs: cache.Path(key), Release: release}, nil
 	}
-	t0 = time.Now()
-	if err := store.Fetch(ctx, img, popts...); err != nil {
-		return nil, err
+}
+
+// unpack streams img's layers from the registry (or the blob store) into
+// its rootfs.
+func unpack(ctx context.Context, store *pull.Store, cache *rootfs.Cache, img *pull.Image, popts []pull.Option, bars *progress.Bars, log *slog.Logger) error {
+	t0 := time.Now()
+	st, err := store.Stream(ctx, img, popts...)
+	if err != nil {
+		return err
 	}
-	log.Info("pulled", "layers", len(img.Layers), "took", time.Since(t0).Round(time.Millisecond))
-	t0 = time.Now()
 	layers := make([]rootfs.Layer, len(img.Layers))
 	for i, l := range img.Layers {
-		path := store.BlobPath(l.Digest)
 		layers[i] = rootfs.Layer{
 			Digest:    l.Digest.String(),
 			DiffID:    l.DiffID.String(),
 			MediaType: string(l.MediaType),
-			Open:      func() (io.ReadCloser, error) { return os.Open(path) },
+			Open:      func() (io.ReadCloser, error) { return st.Open(i) },
 		}
 	}
-	dir, err := cache.Ensure(ctx, key, layers, rootfs.Options{Logger: log})
-	if err != nil {
-		return nil, err
+	dir, err := cache.Ensure(ctx, img.Digest.Hex, layers, rootfs.Options{Logger: log})
+	st.Close()
+	if bars != nil {
+		bars.Wait()
 	}
-	log.Info("unpacked", "rootfs", dir, "took", time.Since(t0).Round(time.Millisecond))
-	return &Prepared{Image: img, Rootfs: dir}, nil
+	if err != nil {
+		// A failed download explains the unpack's failure better than the
+		// read error the unpacker saw.
+		if serr := st.Err(); serr != nil && !errors.Is(serr, context.Canceled) {
+			return serr
+		}
+		return err
+	}
+	log.Info("pulled and unpacked", "layers", len(img.Layers), "rootfs", dir, "took", time.Since(t0).Round(time.Millisecond))
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
@@ -56,6 +57,9 @@ func registryError(ref string, err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}
+	if errors.Is(err, errPlainHTTP) {
+		return newError(ErrNetwork, err, "pull %s: %v", ref, errPlainHTTP2(err))
+	}
 	var terr *transport.Error
 	if errors.As(err, &terr) {
 		for _, d := range terr.Errors {
@@ -72,10 +76,13 @@ func registryError(ref string, err error) error {
 		case http.StatusUnauthorized, http.StatusForbidden:
 			return authError(ref, err)
 		}
+		if transient(terr) {
+			return newError(ErrNetwork, err, "pull %s: the registry keeps failing (HTTP %d, retried with backoff): try again later, or tell the registry's owner: %v", ref, terr.StatusCode, err)
+		}
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}
 	var nerr net.Error
-	if errors.As(err, &nerr) {
+	if errors.As(err, &nerr) || transient(err) {
 		return newError(ErrNetwork, err, "pull %s: %v: check the registry address and your network, or use --pull=never for a cached image", ref, err)
 	}
 	return fmt.Errorf("pull %s: %w", ref, err)
@@ -87,4 +94,21 @@ func notFoundError(ref string, err error) error {
 
 func authError(ref string, err error) error {
 	return fmt.Errorf("pull %s: access denied: check the name, or log in to the registry (docker login / podman login): %w", ref, err)
+}
+
+// errPlainHTTP2 finds the plain-HTTP refusal in err (go-containerregistry
+// may have joined it with the failed HTTPS attempt) so the message leads
+// with what to do.
+func errPlainHTTP2(err error) error {
+	for e := err; e != nil; {
+		if strings.HasPrefix(e.Error(), errPlainHTTP.Error()) {
+			return e
+		}
+		u, ok := e.(interface{ Unwrap() error })
+		if !ok {
+			break
+		}
+		e = u.Unwrap()
+	}
+	return err
 }

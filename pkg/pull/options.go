@@ -4,14 +4,17 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
-// Option configures Resolve and Fetch. The option set mirrors
-// go-containerregistry's remote options.
+// Option configures Resolve, Fetch, Stream and Login. The option set
+// mirrors go-containerregistry's remote options.
 type Option func(*options)
 
 type options struct {
@@ -21,24 +24,45 @@ type options struct {
 	logger    *slog.Logger
 	keychain  authn.Keychain
 	jobs      int
+	insecure  []string
+	progress  Progress
+	backoff   remote.Backoff
+	attempts  int // tries per blob body (a reset mid-body resumes)
 }
 
 // defaultJobs is how many layers Fetch downloads at once by default.
 const defaultJobs = 4
 
+// defaultBackoff is the wait between retries of a request that failed with
+// a transient error (5xx, 429, reset, timeout): 1 s, 2 s, 4 s, then the
+// error is reported.
+var defaultBackoff = remote.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.1, Steps: 4}
+
+// EnvInsecureRegistries is the public environment variable listing
+// registries (comma or space separated) that may be spoken to over plain
+// HTTP, like --insecure-registry.
+const EnvInsecureRegistries = "XRUN_INSECURE_REGISTRIES"
+
 func makeOptions(opts []Option) *options {
 	o := &options{
-		platform:  HostPlatform(),
-		policy:    PullMissing,
-		transport: remote.DefaultTransport,
-		logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-		keychain:  authn.DefaultKeychain,
-		jobs:      defaultJobs,
+		platform: HostPlatform(),
+		policy:   PullMissing,
+		logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		keychain: DefaultKeychain(),
+		jobs:     defaultJobs,
+		insecure: splitList(os.Getenv(EnvInsecureRegistries)),
+		progress: noProgress{},
+		backoff:  defaultBackoff,
+		attempts: 3,
 	}
 	for _, opt := range opts {
 		opt(o)
 	}
 	return o
+}
+
+func splitList(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' })
 }
 
 // WithPlatform selects the platform to resolve. Default: HostPlatform().
@@ -55,8 +79,10 @@ func WithPolicy(p Policy) Option {
 	}
 }
 
-// WithTransport sets the HTTP transport used to talk to registries.
-// Default: remote.DefaultTransport.
+// WithTransport sets the HTTP transport used to talk to registries. xrun
+// still wraps it: retries, and plain HTTP refused except to loopback and
+// insecure registries. Default: a clone of remote.DefaultTransport, which
+// honours HTTP_PROXY, HTTPS_PROXY and NO_PROXY.
 func WithTransport(t http.RoundTripper) Option {
 	return func(o *options) {
 		if t != nil {
@@ -76,7 +102,8 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // WithKeychain sets where registry credentials come from.
-// Default: authn.DefaultKeychain (docker/podman config files).
+// Default: DefaultKeychain() (docker's config.json and credential helpers,
+// then podman's auth.json files).
 func WithKeychain(k authn.Keychain) Option {
 	return func(o *options) {
 		if k != nil {
@@ -94,4 +121,30 @@ func WithJobs(n int) Option {
 		}
 		o.jobs = n
 	}
+}
+
+// WithInsecureRegistries adds registries (host or host:port) that may be
+// spoken to over plain HTTP and whose TLS certificate is not verified.
+// Loopback registries (localhost, 127.0.0.0/8, ::1) always may.
+// Default: the registries listed in $XRUN_INSECURE_REGISTRIES.
+func WithInsecureRegistries(regs ...string) Option {
+	return func(o *options) {
+		for _, r := range regs {
+			o.insecure = append(o.insecure, splitList(r)...)
+		}
+	}
+}
+
+// WithProgress reports download progress to p. Default: no reports.
+func WithProgress(p Progress) Option {
+	return func(o *options) {
+		if p != nil {
+			o.progress = p
+		}
+	}
+}
+
+// withBackoff is a test seam: shorter waits between retries.
+func withBackoff(b remote.Backoff) Option {
+	return func(o *options) { o.backoff = b }
 }

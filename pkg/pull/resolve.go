@@ -51,9 +51,9 @@ const userAgent = "xrun"
 // digest-pinned references (REF@sha256:...), which cannot change.
 func (s *Store) Resolve(ctx context.Context, ref string, opts ...Option) (*Image, error) {
 	o := makeOptions(opts)
-	r, err := name.ParseReference(ref)
+	r, err := o.parseRef(ref)
 	if err != nil {
-		return nil, newError(ErrInvalidReference, err, "invalid image reference %q: %v", ref, err)
+		return nil, err
 	}
 	want := normPlatform(o.platform)
 	if want.OS == "" || want.Architecture == "" {
@@ -74,6 +74,26 @@ func (s *Store) Resolve(ctx context.Context, ref string, opts ...Option) (*Image
 	if o.policy == PullNever {
 		return nil, newError(ErrNotCached, nil, "image %s for %s is not in the cache and --pull=never was given: run `xrun pull --platform %s %s` or use --pull=missing", ref, plat, plat, ref)
 	}
+	// One process at a time resolves ref@platform: the others wait, then
+	// find its record (make -j: one manifest request, not N).
+	unlock, err := s.lock(ctx, "resolve-"+recordKey(canon, plat))
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s: %w", ref, err)
+	}
+	defer unlock()
+	if o.policy != PullAlways || pinned {
+		if img, _ := s.cached(canon, plat); img != nil {
+			log.Debug("resolved by another process", "digest", img.Digest)
+			return img, nil
+		}
+	}
+	// Keep prune from deleting the manifest and config between their
+	// download and the record that references them.
+	release, err := s.holdGC(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s: %w", ref, err)
+	}
+	defer release()
 	return s.resolveRemote(ctx, r, ref, want, o)
 }
 
@@ -127,11 +147,7 @@ func newImage(ref string, digest v1.Hash, p v1.Platform, m *v1.Manifest, cfg *v1
 }
 
 func (o *options) puller() (*remote.Puller, error) {
-	return remote.NewPuller(
-		remote.WithTransport(o.transport),
-		remote.WithAuthFromKeychain(o.keychain),
-		remote.WithUserAgent(userAgent),
-	)
+	return remote.NewPuller(o.remoteOptions()...)
 }
 
 func (s *Store) resolveRemote(ctx context.Context, r name.Reference, userRef string, want v1.Platform, o *options) (*Image, error) {
@@ -152,6 +168,8 @@ func (s *Store) resolveRemote(ctx context.Context, r name.Reference, userRef str
 		mbytes   = desc.Manifest
 		mdigest  = desc.Digest
 		selected v1.Platform
+		// indexDigest is the index the manifest was chosen from, if any.
+		indexDigest *v1.Hash
 	)
 	switch {
 	case isIndex:
@@ -164,6 +182,7 @@ func (s *Store) resolveRemote(ctx context.Context, r name.Reference, userRef str
 			return nil, err
 		}
 		selected = normPlatform(*child.Platform)
+		indexDigest = &desc.Digest
 		// Keep the index too: a later resolve of ref@sha256:<index> for
 		// another platform then needs no network for the index.
 		if _, err := s.putBlob(ctx, desc.Digest, bytesOpener(desc.Manifest)); err != nil {
@@ -216,6 +235,11 @@ func (s *Store) resolveRemote(ctx context.Context, r name.Reference, userRef str
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: parse config %s: %w", userRef, cdig, err)
 	}
+	if have := configPlatform(cfg); isIndex && have.Architecture != "" && (have.OS != selected.OS || have.Architecture != selected.Architecture) {
+		// The index says one thing, the config another: run it, but say so.
+		log.Warn("image config declares a different platform than its index entry; running it as requested",
+			"index", PlatformString(selected), "config", PlatformString(have))
+	}
 	if !isIndex {
 		have := configPlatform(cfg)
 		switch {
@@ -228,6 +252,9 @@ func (s *Store) resolveRemote(ctx context.Context, r name.Reference, userRef str
 			selected = have
 		}
 	}
+	if PlatformString(selected) != plat {
+		log.Warn("image platform differs from the requested one", "requested", plat, "image", PlatformString(selected))
+	}
 	if _, err := s.putBlob(ctx, mdigest, bytesOpener(mbytes)); err != nil {
 		return nil, fmt.Errorf("pull %s: store manifest %s: %w", userRef, mdigest, err)
 	}
@@ -235,7 +262,7 @@ func (s *Store) resolveRemote(ctx context.Context, r name.Reference, userRef str
 	if err != nil {
 		return nil, err
 	}
-	rec := &record{Ref: canon, Platform: plat, Digest: mdigest, Selected: PlatformString(selected), Updated: time.Now().UTC()}
+	rec := &record{Ref: canon, Platform: plat, Digest: mdigest, Index: indexDigest, Selected: PlatformString(selected), Updated: time.Now().UTC()}
 	if err := s.writeRecord(rec); err != nil {
 		return nil, fmt.Errorf("pull %s: write cache index: %w", userRef, err)
 	}

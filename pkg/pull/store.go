@@ -76,11 +76,33 @@ func (s *Store) readBlob(h v1.Hash) ([]byte, error) {
 var errDigestMismatch = ErrDigestMismatch
 
 // putBlob makes sure blob h is in the store, calling open to get its bytes
-// if it is not. open is called at most once, with the blob's lock held, so
-// concurrent callers (in this or other processes) download it only once.
-// It reports whether it wrote the blob. The bytes are hashed while copying;
-// a blob that does not match h never appears under blobs/sha256.
+// if it is not. open is called with the blob's lock held, so concurrent
+// callers (in this or other processes) download it only once. It reports
+// whether it wrote the blob. The bytes are hashed while copying; a blob that
+// does not match h never appears under blobs/sha256.
 func (s *Store) putBlob(ctx context.Context, h v1.Hash, open func() (io.ReadCloser, error)) (bool, error) {
+	return s.putBlobWatch(ctx, h, open, blobWatch{attempts: 3})
+}
+
+// blobWatch follows one download. All fields are optional.
+type blobWatch struct {
+	// started is called with the temp file's path once it exists: the
+	// blob's bytes appear there as they arrive.
+	started func(tmp string)
+	// wrote is called with the number of bytes in the temp file after
+	// each write.
+	wrote func(total int64)
+	// progress gets the byte counts.
+	progress LayerProgress
+	// attempts is how many times a body cut short by a transient error
+	// (reset, timeout) is fetched again, resuming where it stopped.
+	// 0 means 1.
+	attempts int
+	log      func(msg string, args ...any)
+}
+
+// putBlobWatch is putBlob with a watch on the download.
+func (s *Store) putBlobWatch(ctx context.Context, h v1.Hash, open func() (io.ReadCloser, error), w blobWatch) (bool, error) {
 	if h.Algorithm != "sha256" || len(h.Hex) != sha256.Size*2 {
 		return false, fmt.Errorf("unsupported digest %q: only sha256 is supported", h)
 	}
@@ -103,12 +125,15 @@ func (s *Store) putBlob(ctx context.Context, h v1.Hash, open func() (io.ReadClos
 	if err := os.MkdirAll(s.tmpDir(), 0o755); err != nil {
 		return false, err
 	}
-	rc, err := open()
-	if err != nil {
-		return false, err
+	// We hold the blob's lock: any temp file of this blob is left over
+	// from a killed download.
+	prefix := "blob-" + h.Hex + "-"
+	if old, _ := filepath.Glob(filepath.Join(s.tmpDir(), prefix+"*")); len(old) > 0 {
+		for _, f := range old {
+			os.Remove(f)
+		}
 	}
-	defer rc.Close()
-	tmp, err := os.CreateTemp(s.tmpDir(), "blob-"+h.Hex[:12]+"-*")
+	tmp, err := os.CreateTemp(s.tmpDir(), prefix+"*")
 	if err != nil {
 		return false, err
 	}
@@ -118,9 +143,30 @@ func (s *Store) putBlob(ctx context.Context, h v1.Hash, open func() (io.ReadClos
 			os.Remove(tmp.Name())
 		}
 	}()
+	if w.started != nil {
+		w.started(tmp.Name())
+	}
+	if w.progress == nil {
+		w.progress = noProgress{}
+	}
 	hasher := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(tmp, hasher), ctxReader{ctx, rc}); err != nil {
-		return false, err
+	var written int64
+	for attempt := 1; ; attempt++ {
+		err := copyBlob(ctx, tmp, hasher, &written, open, w)
+		if err == nil {
+			break
+		}
+		if attempt >= max(w.attempts, 1) || !transient(err) || ctx.Err() != nil {
+			return false, err
+		}
+		if w.log != nil {
+			w.log("download interrupted; resuming", "blob", h, "at", written, "attempt", attempt+1, "err", err)
+		}
+		select {
+		case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
 	}
 	if got := hashOf(hasher); got != h {
 		return false, fmt.Errorf("%w: got %s, want %s", errDigestMismatch, got, h)
@@ -138,7 +184,55 @@ func (s *Store) putBlob(ctx context.Context, h v1.Hash, open func() (io.ReadClos
 		return false, err
 	}
 	tmp = nil
+	if d, err := os.Open(filepath.Dir(s.BlobPath(h))); err == nil {
+		d.Sync()
+		d.Close()
+	}
 	return true, nil
+}
+
+// copyBlob appends the blob's bytes to tmp, which already holds *written
+// bytes of it (from an attempt cut short): those are skipped in the new
+// stream, and the hash is recomputed over the file's own bytes, so that
+// what is hashed is exactly what is stored (and what streaming readers
+// have read).
+func copyBlob(ctx context.Context, tmp *os.File, hasher hash.Hash, written *int64, open func() (io.ReadCloser, error), w blobWatch) error {
+	rc, err := open()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	r := io.Reader(ctxReader{ctx, rc})
+	if *written > 0 {
+		hasher.Reset()
+		if _, err := io.Copy(hasher, io.NewSectionReader(tmp, 0, *written)); err != nil {
+			return err
+		}
+		if _, err := io.CopyN(io.Discard, r, *written); err != nil {
+			return err
+		}
+	}
+	buf := make([]byte, 256<<10)
+	for {
+		n, rerr := r.Read(buf)
+		if n > 0 {
+			if _, err := tmp.Write(buf[:n]); err != nil {
+				return err
+			}
+			hasher.Write(buf[:n])
+			*written += int64(n)
+			w.progress.Add(int64(n))
+			if w.wrote != nil {
+				w.wrote(*written)
+			}
+		}
+		if errors.Is(rerr, io.EOF) {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
 }
 
 func hashOf(h hash.Hash) v1.Hash {
@@ -200,16 +294,21 @@ func (s *Store) cleanTemp() {
 
 // record is the JSON file index/<key>.json: what ref resolved to for a platform.
 type record struct {
-	Ref      string    `json:"ref"`      // canonical reference
-	Platform string    `json:"platform"` // requested platform, os/arch[/variant]
-	Digest   v1.Hash   `json:"digest"`   // manifest digest for that platform
-	Selected string    `json:"selected"` // platform of the selected manifest (may differ in variant)
+	Ref      string    `json:"ref"`             // canonical reference
+	Platform string    `json:"platform"`        // requested platform, os/arch[/variant]
+	Digest   v1.Hash   `json:"digest"`          // manifest digest for that platform
+	Index    *v1.Hash  `json:"index,omitempty"` // index the manifest was chosen from, if any
+	Selected string    `json:"selected"`        // platform of the selected manifest (may differ in variant)
 	Updated  time.Time `json:"updated"`
 }
 
-func (s *Store) recordPath(ref, platform string) string {
+func recordKey(ref, platform string) string {
 	sum := sha256.Sum256([]byte(ref + "@" + platform))
-	return filepath.Join(s.indexDir(), hex.EncodeToString(sum[:])+".json")
+	return hex.EncodeToString(sum[:])
+}
+
+func (s *Store) recordPath(ref, platform string) string {
+	return filepath.Join(s.indexDir(), recordKey(ref, platform)+".json")
 }
 
 // readRecord returns the index record for ref@p, or nil if there is none.

@@ -121,6 +121,7 @@ func (c *Cache) Ensure(ctx context.Context, key string, layers []Layer, opts Opt
 	start := time.Now()
 	stats, err := unpackLayers(ctx, tmp, layers, opts)
 	if err == nil {
+		c.writeInfo(key, stats)
 		err = publish(tmp, dst)
 	}
 	if err != nil {
@@ -230,8 +231,9 @@ func (c *Cache) removeStale(key string, opts Options) {
 }
 
 // Remove deletes a published rootfs, even with 0000/0555 directories inside.
-// It takes the key's lock, renames the tree out of the way (so it stops being
-// published at once), then deletes it. A missing key gives ErrNotFound.
+// It takes the key's lock (waiting for runs that hold it, see Acquire),
+// renames the tree out of the way (so it stops being published at once),
+// then deletes it. A missing key gives ErrNotFound.
 func (c *Cache) Remove(key string) error {
 	if err := checkKey(key); err != nil {
 		return err
@@ -247,6 +249,11 @@ func (c *Cache) Remove(key string) error {
 		return err
 	}
 	defer lk.Unlock()
+	return c.removeLocked(key)
+}
+
+// removeLocked removes key, whose lock the caller holds exclusively.
+func (c *Cache) removeLocked(key string) error {
 	if !c.Has(key) {
 		return fmt.Errorf("remove rootfs %s: %w", key, ErrNotFound)
 	}
@@ -256,6 +263,7 @@ func (c *Cache) Remove(key string) error {
 	if err := os.Rename(c.Path(key), tmp); err != nil {
 		return fmt.Errorf("remove rootfs %s: %w", key, err)
 	}
+	os.Remove(c.usedPath(key))
 	if err := RemoveAll(tmp); err != nil {
 		return fmt.Errorf("remove rootfs %s: %w", key, err)
 	}

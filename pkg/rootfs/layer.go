@@ -108,5 +108,25 @@ func (u *unpacker) applyLayer(ctx context.Context, l Layer) error {
 			return fmt.Errorf("%w: uncompressed content is %s:%s, want %s", ErrDiffIDMismatch, alg, got, l.DiffID)
 		}
 	}
+	// Read the compressed blob to its end: a streamed blob (Layer.Open
+	// reading a download in progress) reports a digest mismatch, or any
+	// failure of the download, only there, and the layer must not count
+	// as applied before that.
+	if _, err := io.Copy(io.Discard, ctxReader{ctx, br}); err != nil {
+		return fmt.Errorf("read blob: %w", err)
+	}
 	return nil
+}
+
+// ctxReader stops a read loop when ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }

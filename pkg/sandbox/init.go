@@ -57,8 +57,13 @@ func prepare() error {
 		return fmt.Errorf("read run parameters: %w", err)
 	}
 	root := filepath.Join(runDir, rootfsDir)
-	if err := mountOverlay(p.Lower, filepath.Join(runDir, scratchDir), root); err != nil {
+	if err := mountOverlay(p.Lower, p.Upper, p.Work, filepath.Join(runDir, scratchDir), root); err != nil {
 		return err
+	}
+	if p.AptNoSandbox {
+		if err := writeAptConfig(root); err != nil {
+			return err
+		}
 	}
 	if p.Emulation != nil {
 		// The handler lives as long as this binfmt_misc instance stays
@@ -77,25 +82,28 @@ func prepare() error {
 	return nil
 }
 
-// mountOverlay mounts an overlay of lower, with upper and work dirs on a
-// private tmpfs, onto target. Rootless overlayfs (Linux 5.11+) is allowed in
-// a user namespace that owns the mount namespace; the kernel stores its
-// metadata in user.* xattrs. Everything written by the run lives on the
-// tmpfs and vanishes with the mount namespace.
-func mountOverlay(lower, scratch, target string) error {
-	if err := unix.Mount("tmpfs", scratch, "tmpfs", 0, "mode=0700"); err != nil {
-		return fmt.Errorf("mount scratch tmpfs: %w", err)
-	}
-	upper, work := filepath.Join(scratch, "upper"), filepath.Join(scratch, "work")
-	for _, d := range []string{upper, work} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			return err
+// mountOverlay mounts an overlay of lower onto target. Rootless overlayfs
+// (Linux 5.11+) is allowed in a user namespace that owns the mount
+// namespace; the kernel stores its metadata in user.* xattrs. Without
+// upper, the upper and work dirs are on a private tmpfs mounted on scratch:
+// everything written by the run lives there and vanishes with the mount
+// namespace. With upper (a named container), they are on disk and persist.
+func mountOverlay(lower, upper, work, scratch, target string) error {
+	if upper == "" {
+		if err := unix.Mount("tmpfs", scratch, "tmpfs", 0, "mode=0700"); err != nil {
+			return fmt.Errorf("mount scratch tmpfs: %w", err)
 		}
-	}
-	// The overlay root takes the mode of the upper dir's root when it
-	// exists: give it the image root's.
-	if st, err := os.Stat(lower); err == nil {
-		_ = os.Chmod(upper, st.Mode().Perm())
+		upper, work = filepath.Join(scratch, "upper"), filepath.Join(scratch, "work")
+		for _, d := range []string{upper, work} {
+			if err := os.Mkdir(d, 0o755); err != nil {
+				return err
+			}
+		}
+		// The overlay root takes the mode of the upper dir's root when it
+		// exists: give it the image root's.
+		if st, err := os.Stat(lower); err == nil {
+			_ = os.Chmod(upper, st.Mode().Perm())
+		}
 	}
 	data := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", escapeOverlay(lower), escapeOverlay(upper), escapeOverlay(work))
 	if err := unix.Mount("overlay", target, "overlay", 0, data); err != nil {
@@ -108,4 +116,45 @@ func mountOverlay(lower, scratch, target string) error {
 func escapeOverlay(p string) string {
 	r := strings.NewReplacer(`\`, `\\`, `,`, `\,`, `:`, `\:`)
 	return r.Replace(p)
+}
+
+// aptConfPath is the apt configuration a run with a single-id map adds.
+const aptConfPath = "/etc/apt/apt.conf.d/00xrun-sandbox"
+
+const aptConf = `// Written by xrun: only root exists in this container (no subordinate id
+// range), so apt cannot switch to its _apt user for downloads.
+APT::Sandbox::User "root";
+`
+
+// hasAptConfig reports whether the image has apt's /etc/apt directory.
+func hasAptConfig(lower string) bool {
+	r, err := os.OpenRoot(lower)
+	if err != nil {
+		return false
+	}
+	defer r.Close()
+	st, err := r.Stat("etc/apt")
+	return err == nil && st.IsDir()
+}
+
+// writeAptConfig writes aptConfPath into the mounted overlay at root,
+// resolving paths inside root (the image's symlinks cannot lead out). An
+// existing file (a named container's) is left as it is.
+func writeAptConfig(root string) error {
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	rel := strings.TrimPrefix(aptConfPath, "/")
+	if _, err := r.Lstat(rel); err == nil {
+		return nil
+	}
+	if err := r.MkdirAll(filepath.Dir(rel), 0o755); err != nil {
+		return fmt.Errorf("write %s: %w", aptConfPath, err)
+	}
+	if err := r.WriteFile(rel, []byte(aptConf), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", aptConfPath, err)
+	}
+	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -37,6 +38,21 @@ type Options struct {
 	// Lower is the cached, read-only image rootfs. A run never writes to
 	// it: it sees it through an overlay whose upper layer lives on a tmpfs.
 	Lower string
+	// Upper and Work, when set, are the overlay's upper and work
+	// directories on disk (a named container, see OpenContainer) instead of
+	// a tmpfs: what the command writes outlives the run.
+	Upper, Work string
+	// ReadOnly makes the container's root filesystem read-only (binds,
+	// Tmpfs, /dev and /tmp-like mounts given by the user stay writable).
+	ReadOnly bool
+	// Tmpfs are tmpfs mounts, writable even with ReadOnly.
+	Tmpfs []Tmpfs
+	// Network is NetworkHost (default: the host's network) or NetworkNone
+	// (a new network namespace with only a loopback interface).
+	Network string
+	// User is who the command runs as (default root, the invoking user on
+	// the host). Its ids must exist in the container's id map.
+	User *User
 	// RunRoot holds per-run directories and libcontainer state
 	// (default: $XDG_RUNTIME_DIR/xrun, else the OS temp dir).
 	RunRoot string
@@ -71,6 +87,20 @@ type Bind struct {
 	ReadOnly            bool
 }
 
+// Tmpfs is a tmpfs mounted in the container.
+type Tmpfs struct {
+	Destination string
+	// Options are mount options (e.g. "size=64m", "mode=755", "noexec");
+	// nosuid, nodev and mode=1777 are the defaults.
+	Options []string
+}
+
+// Network modes.
+const (
+	NetworkHost = "host"
+	NetworkNone = "none"
+)
+
 func (o *Options) fill() error {
 	if len(o.Args) == 0 {
 		return errors.New("[internal error] sandbox: no command")
@@ -83,6 +113,16 @@ func (o *Options) fill() error {
 	}
 	if o.Cwd == "" {
 		o.Cwd = "/"
+	}
+	switch o.Network {
+	case "":
+		o.Network = NetworkHost
+	case NetworkHost, NetworkNone:
+	default:
+		return fmt.Errorf("unknown network mode %q: use host or none", o.Network)
+	}
+	if (o.Upper == "") != (o.Work == "") {
+		return errors.New("[internal error] sandbox: upper without work dir")
 	}
 	if o.Stdin == nil {
 		o.Stdin = os.Stdin
@@ -119,9 +159,14 @@ func (e *ExitError) Error() string { return fmt.Sprintf("command exited with sta
 // the run directory, the parent of its working directory (libcontainer starts
 // init in Config.Rootfs).
 type initParams struct {
-	Lower       string       `json:"lower"`
-	Emulation   *binfmt.Plan `json:"emulation,omitempty"`
-	BinfmtFlags string       `json:"binfmt_flags,omitempty"`
+	Lower string `json:"lower"`
+	Upper string `json:"upper,omitempty"` // "" = on a tmpfs
+	Work  string `json:"work,omitempty"`
+	// AptNoSandbox writes an apt configuration that keeps apt from
+	// switching to _apt, which does not exist with a single-id map.
+	AptNoSandbox bool         `json:"apt_no_sandbox,omitempty"`
+	Emulation    *binfmt.Plan `json:"emulation,omitempty"`
+	BinfmtFlags  string       `json:"binfmt_flags,omitempty"`
 }
 
 const (
@@ -156,6 +201,11 @@ func Run(ctx context.Context, opts Options) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 
+	// Refuse a user the id map cannot hold before anything is created.
+	uids, gids, fullIDs := idMappings(log)
+	if err := checkUser(opts.User, uids, gids); err != nil {
+		return err
+	}
 	id, err := newID()
 	if err != nil {
 		return err
@@ -172,8 +222,14 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	defer os.RemoveAll(runDir)
 
-	uids, gids, fullIDs := idMappings(log)
-	params := initParams{Lower: opts.Lower}
+	params := initParams{Lower: opts.Lower, Upper: opts.Upper, Work: opts.Work}
+	if !fullIDs && (hasAptConfig(opts.Lower) || opts.Upper != "" && hasAptConfig(opts.Upper)) {
+		// apt drops privileges to _apt for downloads, which fails when only
+		// root is mapped (setgroups is denied): tell it not to.
+		params.AptNoSandbox = true
+		log.Info("only one id is mapped (no subordinate id range): apt is told to download as root (" + aptConfPath +
+			"); with a range in /etc/subuid and /etc/subgid, apt's _apt sandbox, useradd and chown work too")
+	}
 	if opts.Emulation != nil && opts.Emulation.Strategy == binfmt.Namespaced {
 		params.Emulation = opts.Emulation
 		params.BinfmtFlags = binfmtFlags(fullIDs)
@@ -193,7 +249,7 @@ func Run(ctx context.Context, opts Options) error {
 	args := opts.Args
 	useReaper := reaperUsable(exe)
 	if useReaper {
-		args = append([]string{ReaperPath, "--"}, opts.Args...)
+		args = reaperArgs(opts.User, opts.Args)
 	} else {
 		log.Debug("xrun binary is not static: the command runs as PID 1 without a native init", "binary", exe)
 	}
@@ -220,6 +276,15 @@ func Run(ctx context.Context, opts Options) error {
 		Stdout: opts.Stdout,
 		Stderr: opts.Stderr,
 		Init:   true,
+	}
+	if u := opts.User; u != nil && !useReaper {
+		// Without the reaper, libcontainer switches to the user itself (but
+		// leaves the supplementary groups alone: it never calls setgroups
+		// in a rootless container).
+		proc.UID, proc.GID = int(u.UID), int(u.GID)
+		for _, g := range u.AdditionalGIDs {
+			proc.AdditionalGroups = append(proc.AdditionalGroups, int(g))
+		}
 	}
 	var tty *ttySession
 	if opts.TTY {
@@ -331,7 +396,7 @@ var capabilities = []string{
 func config(runDir, exe string, useReaper bool, uids, gids []specs.LinuxIDMapping, opts Options) (*configs.Config, error) {
 	spec := specconv.Example()
 	specconv.ToRootless(spec)
-	spec.Root = &specs.Root{Path: filepath.Join(runDir, rootfsDir)}
+	spec.Root = &specs.Root{Path: filepath.Join(runDir, rootfsDir), Readonly: opts.ReadOnly}
 	spec.Linux.UIDMappings, spec.Linux.GIDMappings = uids, gids
 	spec.Hostname = opts.Hostname
 	spec.Process.Terminal = false
@@ -348,10 +413,19 @@ func config(runDir, exe string, useReaper bool, uids, gids []specs.LinuxIDMappin
 			ns = append(ns, n)
 		}
 	}
+	if opts.Network == NetworkNone {
+		// A new network namespace: libcontainer brings up its loopback
+		// interface, and nothing else exists.
+		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+	}
 	spec.Linux.Namespaces = ns
 	// Keep the network-related /proc entries readable: with the host
 	// network they describe the real interfaces.
 	spec.Linux.MaskedPaths = []string{"/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"}
+	// No /sys/fs/cgroup of its own: /sys is already bound read-only and
+	// recursively, and on a cgroup v1 host the separate cgroup mount costs
+	// a bind and a remount per controller on every start.
+	spec.Mounts = slices.DeleteFunc(spec.Mounts, func(m specs.Mount) bool { return m.Destination == "/sys/fs/cgroup" })
 
 	add := func(src, dst string, ro bool) {
 		o := []string{"rbind", "nosuid", "nodev"}
@@ -367,6 +441,13 @@ func config(runDir, exe string, useReaper bool, uids, gids []specs.LinuxIDMappin
 	}
 	for _, b := range opts.Binds {
 		add(b.Source, b.Destination, b.ReadOnly)
+	}
+	for _, t := range opts.Tmpfs {
+		o := []string{"nosuid", "nodev"}
+		if !slices.ContainsFunc(t.Options, func(s string) bool { return strings.HasPrefix(s, "mode=") }) {
+			o = append(o, "mode=1777")
+		}
+		spec.Mounts = append(spec.Mounts, specs.Mount{Source: "tmpfs", Destination: t.Destination, Type: "tmpfs", Options: append(o, t.Options...)})
 	}
 	if useReaper {
 		add(exe, ReaperPath, true)

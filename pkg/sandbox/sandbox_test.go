@@ -1,8 +1,15 @@
 package sandbox
 
 import (
+	"os"
 	"os/exec"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/opencontainers/runc/libcontainer/configs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 func TestEscapeOverlay(t *testing.T) {
@@ -41,17 +48,120 @@ func TestExitCodeOfSignal(t *testing.T) {
 	}
 }
 
-func TestIsReaper(t *testing.T) {
+// reaper runs the C reaper of this test binary (its constructor takes over
+// when argv[0] is ReaperPath) with args, and returns its output and status.
+func reaper(t *testing.T, args []string, during func(*exec.Cmd)) (string, int) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Args = args
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if during != nil {
+		during(cmd)
+	}
+	_ = cmd.Wait()
+	return out.String(), exitCode(cmd.ProcessState)
+}
+
+func TestReaper(t *testing.T) {
 	for _, tc := range []struct {
-		args []string
-		want bool
+		name    string
+		args    []string
+		signal  syscall.Signal
+		want    int
+		wantOut string
 	}{
-		{[]string{ReaperPath, "--", "true"}, true},
-		{[]string{"/usr/bin/xrun", "--", "true"}, false},
-		{[]string{ReaperPath}, false},
+		{"exit code", []string{ReaperPath, "--", "sh", "-c", "echo hi; exit 3"}, 0, 3, "hi\n"},
+		{"not found", []string{ReaperPath, "--", "no-such-command-xrun"}, 0, 127, "xrun: no-such-command-xrun: command not found in the image: check the name and the image's PATH\n"},
+		{"not executable", []string{ReaperPath, "--", os.TempDir()}, 0, 126, "xrun: " + os.TempDir() + ": cannot execute: Permission denied\n"},
+		{"SIGTERM forwarded", []string{ReaperPath, "--", "sleep", "30"}, syscall.SIGTERM, 143, ""},
+		{"SIGINT forwarded", []string{ReaperPath, "--", "sleep", "30"}, syscall.SIGINT, 130, ""},
+		{"bad credentials", []string{ReaperPath, "-u", "x:1", "--", "true"}, 0, 125, "xrun: [internal error] bad init arguments\n"},
 	} {
-		if got := IsReaper(tc.args); got != tc.want {
-			t.Errorf("IsReaper(%q) = %v, want %v", tc.args, got, tc.want)
+		t.Run(tc.name, func(t *testing.T) {
+			var during func(*exec.Cmd)
+			if tc.signal != 0 {
+				during = func(c *exec.Cmd) {
+					time.Sleep(200 * time.Millisecond)
+					_ = c.Process.Signal(tc.signal)
+				}
+			}
+			out, code := reaper(t, tc.args, during)
+			if code != tc.want || out != tc.wantOut {
+				t.Errorf("reaper %q = %d, %q; want %d, %q", tc.args, code, out, tc.want, tc.wantOut)
+			}
+		})
+	}
+}
+
+func TestReaperUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("switching users needs root (CI runs this test as root)")
+	}
+	out, code := reaper(t, []string{ReaperPath, "-u", "65534:65533:4,5", "--", "sh", "-c", "id -u; id -g; id -G"}, nil)
+	if want := "65534\n65533\n65533 4 5\n"; code != 0 || out != want {
+		t.Errorf("reaper -u 65534:65533:4,5 id = %d, %q; want 0, %q", code, out, want)
+	}
+}
+
+func TestReaperArgs(t *testing.T) {
+	for _, tc := range []struct {
+		u    *User
+		want string
+	}{
+		{nil, ReaperPath + " -- id"},
+		{&User{}, ReaperPath + " -- id"},
+		{&User{UID: 1000, GID: 100}, ReaperPath + " -u 1000:100 -- id"},
+		{&User{UID: 1000, GID: 100, AdditionalGIDs: []uint32{5, 6}}, ReaperPath + " -u 1000:100:5,6 -- id"},
+	} {
+		args := reaperArgs(tc.u, []string{"id"})
+		if got := strings.Join(args, " "); got != tc.want {
+			t.Errorf("reaperArgs(%+v) = %q, want %q", tc.u, got, tc.want)
 		}
+	}
+}
+
+func TestConfigOptions(t *testing.T) {
+	ids := []specs.LinuxIDMapping{{ContainerID: 0, HostID: uint32(os.Geteuid()), Size: 1}}
+	opts := Options{Network: NetworkNone, ReadOnly: true, Hostname: "box",
+		Tmpfs: []Tmpfs{{Destination: "/run", Options: []string{"size=1m", "mode=755"}}, {Destination: "/tmp"}},
+		Binds: []Bind{{Source: "/src", Destination: "/dst", ReadOnly: true}}}
+	cfg, err := config(t.TempDir(), "/xrun", false, ids, ids, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Namespaces.Contains(configs.NEWNET) || len(cfg.Networks) != 1 || cfg.Networks[0].Type != "loopback" {
+		t.Errorf("--network none: namespaces %v, networks %+v", cfg.Namespaces, cfg.Networks)
+	}
+	if !cfg.Readonlyfs || cfg.Hostname != "box" {
+		t.Errorf("Readonlyfs %v, Hostname %q", cfg.Readonlyfs, cfg.Hostname)
+	}
+	found := map[string]string{}
+	for _, m := range cfg.Mounts {
+		if m.Device == "tmpfs" && (m.Destination == "/run" || m.Destination == "/tmp") {
+			found[m.Destination] = m.Data
+		}
+	}
+	if found["/run"] != "size=1m,mode=755" || found["/tmp"] != "mode=1777" {
+		t.Errorf("tmpfs mount data = %q", found)
+	}
+
+	opts.Network = ""
+	if err := opts.fill(); err == nil {
+		t.Error("fill without Args or Lower: no error")
+	}
+	cfg, err = config(t.TempDir(), "/xrun", false, ids, ids, Options{Network: NetworkHost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Namespaces.Contains(configs.NEWNET) {
+		t.Error("host network: a network namespace is created")
 	}
 }

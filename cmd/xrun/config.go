@@ -1,0 +1,109 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/xrun-dev/xrun/pkg/config"
+	"github.com/xrun-dev/xrun/pkg/engine"
+	"github.com/xrun-dev/xrun/pkg/pull"
+)
+
+// targetFlag selects a target of .xrun.yaml; "all" runs every target.
+var targetFlag = &cli.StringFlag{
+	Name:    "target",
+	Usage:   "use target `NAME` of .xrun.yaml (all: run the command once per target)",
+	EnvVars: []string{"XRUN_TARGET"},
+}
+
+// project is the .xrun.yaml that applies to a run, if any.
+type project struct {
+	file *config.File // nil without a file
+}
+
+// loadProject finds and reads the nearest .xrun.yaml from the current
+// directory upwards (XRUN_CONFIG names a file explicitly).
+func loadProject() (*project, error) {
+	path := os.Getenv("XRUN_CONFIG")
+	if path == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return nil, fmt.Errorf("find the current directory: %w", err)
+		}
+		path = config.Find(wd)
+	}
+	if path == "" {
+		return &project{}, nil
+	}
+	f, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	return &project{file: f}, nil
+}
+
+// targets returns the names a run covers: the one asked for, or every
+// target of the file for "all".
+func (p *project) targets(name string) ([]string, error) {
+	if name != "all" {
+		return []string{name}, nil
+	}
+	if p.file == nil || len(p.file.Targets) == 0 {
+		return nil, errors.New("--target all needs targets in .xrun.yaml")
+	}
+	return p.file.TargetNames(), nil
+}
+
+// settings returns the file's settings for target, overridden by the
+// XRUN_IMAGE, XRUN_PLATFORM and XRUN_PULL variables. Flags override both;
+// the caller applies them.
+func (p *project) settings(target string) (config.Settings, error) {
+	var s config.Settings
+	if p.file != nil {
+		var err error
+		if s, err = p.file.Target(target); err != nil {
+			return s, err
+		}
+	} else if target != "" {
+		return s, fmt.Errorf("--target %s: no %s found in this directory or its parents", target, config.FileName)
+	}
+	for _, o := range []struct {
+		env string
+		dst *string
+	}{{"XRUN_IMAGE", &s.Image}, {"XRUN_PLATFORM", &s.Platform}, {"XRUN_PULL", &s.Pull}} {
+		if v := os.Getenv(o.env); v != "" {
+			*o.dst = v
+		}
+	}
+	return s, nil
+}
+
+// applySettings fills what the flags left unset in o from s: the image
+// (when the command line names none), platform, pull policy, and adds the
+// file's env before the -e flags.
+func applySettings(c *cli.Context, s config.Settings, o *engine.Options) error {
+	if o.Image == "" {
+		if s.Image == "" {
+			return errors.New("no image given: name one (xrun IMAGE -- CMD) or set image in " + config.FileName)
+		}
+		o.Image = s.Image
+	}
+	if c.String("platform") == "" && s.Platform != "" {
+		if _, err := pull.ParsePlatform(s.Platform); err != nil {
+			return err
+		}
+		o.Platform = s.Platform
+	}
+	if !c.IsSet("pull") && s.Pull != "" {
+		p, err := pull.ParsePolicy(s.Pull)
+		if err != nil {
+			return err
+		}
+		o.Pull = p
+	}
+	o.Env = append(append([]string{}, s.Env...), o.Env...)
+	return nil
+}
