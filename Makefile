@@ -48,5 +48,10 @@ lint: validate
 # What CI runs (README: "make check").
 check: validate test fuzz integration
 
+# Benchmarks (bench/README.md): as root, after hack/setup.sh; prints the
+# table of ratios and writes bench/RESULTS.md. Not part of check.
+bench: build
+	bench/run.sh
+
 clean:
 	rm -rf bin
