@@ -212,7 +212,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	t0 := time.Now()
 	err = sandbox.Run(ctx, sopts)
-	log.Info("ran", "took", time.Since(t0).Round(time.Millisecond))
+	log.Debug("run done, container removed", "took", time.Since(t0).Round(time.Millisecond))
 	return err
 }
 

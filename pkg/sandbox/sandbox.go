@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/configs"
@@ -304,9 +305,12 @@ func Run(ctx context.Context, opts Options) error {
 	signal.Notify(sigc, forwarded...)
 	defer signal.Stop(sigc)
 
+	t0 := time.Now()
 	if err := c.Run(proc); err != nil {
 		return startError(err, opts.Args[0])
 	}
+	log.Info("set up", "took", time.Since(t0).Round(time.Millisecond))
+	t0 = time.Now()
 	if tty != nil {
 		if err := tty.attach(opts.Stdin, opts.Stdout); err != nil {
 			_ = proc.Signal(unix.SIGKILL)
@@ -336,6 +340,7 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("wait for the command: %w", err)
 	}
 	code := exitCode(st)
+	log.Info("ran", "status", code, "took", time.Since(t0).Round(time.Millisecond))
 	if code != 0 {
 		return &ExitError{Code: code}
 	}
