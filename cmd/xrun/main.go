@@ -60,6 +60,9 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	var ee *sandbox.ExitError
 	var reported silentError
 	if !errors.As(err, &ee) && !errors.As(err, &reported) {
+		if h := hint(err); h != "" {
+			err = fmt.Errorf("%w: %s", err, h)
+		}
 		fmt.Fprintf(stderr, "xrun: %v\n", err)
 	}
 	return engine.ExitCode(err)

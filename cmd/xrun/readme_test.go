@@ -117,7 +117,7 @@ func troubleshooting(t *testing.T) []string {
 // placeholder splits a README message where it shows an example value or
 // elides text: "...", quoted names, single capitals (X, N, P), platforms,
 // paths and numbers.
-var placeholder = regexp.MustCompile(`\.\.\.|…|"[^"]*"|\b[A-Z]\b|\blinux/[a-z0-9/]+|\b[a-z0-9]+64[a-z0-9]*\b|/[\w./-]+|\b\d+(\.\d+)*\b|\bIMAGE\b|\bREF\b|\bFILE\b|\bLINE\b|\bNAME\b|\bPATH\b|\bIMG\b|\bMIRROR\b|\bDIGEST\b`)
+var placeholder = regexp.MustCompile(`\.\.\.|…|"[^"]*"|\b[A-Z][A-Z0-9_]*\b|\blinux/[a-z0-9/]+|\b[a-z0-9]+64[a-z0-9]*\b|/[\w./-]+|\b\d+(\.\d+)*\b|\bIMAGE\b|\bREF\b|\bFILE\b|\bLINE\b|\bNAME\b|\bPATH\b|\bIMG\b|\bMIRROR\b|\bDIGEST\b`)
 
 // fragments returns the literal parts of a README message worth matching.
 func fragments(msg string) []string {

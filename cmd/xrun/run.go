@@ -227,6 +227,7 @@ func runOpts(c *cli.Context, s config.Settings) (engine.Options, error) {
 		Env:      env,
 		Emulator: c.String("emulator"),
 		TTY:      c.Bool("tty"),
+		Insecure: c.StringSlice("insecure-registry"),
 
 		Volumes:    volumes,
 		Tmpfs:      tmpfs,

@@ -65,6 +65,9 @@ type Options struct {
 	// Shell, with no Args, runs an interactive shell instead of the image's
 	// Entrypoint and Cmd: the image's SHELL, else bash, else sh.
 	Shell bool
+	// Insecure lists registries that may be spoken to over plain HTTP
+	// (--insecure-registry).
+	Insecure []string
 	// TTY gives the command a pseudo-terminal (-t).
 	TTY bool
 	// Emulator overrides emulator discovery (--emulator).
@@ -125,10 +128,12 @@ func Run(ctx context.Context, o Options) error {
 		defer c.Close()
 		ctr = c
 	}
-	p, err := Prepare(ctx, o)
+	p, err := PrepareWith(ctx, o, PullOptions{Insecure: o.Insecure})
 	if err != nil {
 		return err
 	}
+	// The run holds its rootfs (shared lock): rmi refuses it, prune skips it.
+	defer p.Release()
 	cfg := p.Image.Config.Config
 	args := command(cfg.Entrypoint, cfg.Cmd, o.Entrypoint, o.Args)
 	if o.Shell {

@@ -3,10 +3,8 @@ package engine
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/xrun-dev/xrun/pkg/progress"
@@ -62,9 +60,6 @@ func PrepareWith(ctx context.Context, o Options, po PullOptions) (*Prepared, err
 	}
 	popts := []pull.Option{pull.WithPlatform(plat), pull.WithPolicy(o.Pull), pull.WithLogger(log), pull.WithInsecureRegistries(po.Insecure...)}
 	var bars *progress.Bars
-	if os.Getenv("XRUN_DBG") != "" {
-		fmt.Fprintf(os.Stderr, "DBG stderr=%T term=%v warn=%v info=%v\n", o.Stderr, progress.IsTerminal(o.Stderr), log.Enabled(ctx, slog.LevelWarn), log.Enabled(ctx, slog.LevelInfo))
-	}
 	if o.Stderr != nil && progress.IsTerminal(o.Stderr) && log.Enabled(ctx, slog.LevelWarn) && !log.Enabled(ctx, slog.LevelInfo) {
 		bars = progress.New(o.Stderr)
 		popts = append(popts, pull.WithProgress(bars))

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vbauerster/cupwriter"
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 	"golang.org/x/term"
@@ -45,9 +46,6 @@ var _ pull.Progress = (*Bars)(nil)
 
 // Start implements pull.Progress: it draws the total bar.
 func (b *Bars) Start(count int, total int64) {
-	if os.Getenv("XRUN_DBG") != "" {
-		println("DBG Start", count, total)
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.p != nil || count == 0 {
@@ -56,6 +54,8 @@ func (b *Bars) Start(count int, total int64) {
 	opts := []mpb.ContainerOption{mpb.WithOutput(b.w), mpb.WithRefreshRate(120 * time.Millisecond)}
 	if b.force {
 		opts = append(opts, mpb.ForceTTY(), mpb.WithAutoRefresh(), mpb.WithWidth(100))
+	} else {
+		opts = append(opts, mpb.WithConsoleWriter(sizedWriter{cupwriter.New(b.w, false)}))
 	}
 	b.p = mpb.New(opts...)
 	b.total = b.p.AddBar(total,
@@ -65,9 +65,11 @@ func (b *Bars) Start(count int, total int64) {
 			decor.CountersKibiByte("% .1f / % .1f", decor.WCSyncWidth),
 		),
 		mpb.AppendDecorators(
-			decor.OnComplete(decor.EwmaETA(decor.ET_STYLE_GO, 30, decor.WCSyncWidth), "done"),
+			// Layers download in parallel: the total's speed and ETA are
+			// averages over the whole pull, not per increment.
+			decor.OnComplete(decor.AverageETA(decor.ET_STYLE_GO, decor.WCSyncWidth), "done"),
 			decor.Name(" "),
-			decor.EwmaSpeed(decor.SizeB1024(0), "% .1f", 30),
+			decor.AverageSpeed(decor.SizeB1024(0), "% .1f"),
 		),
 	)
 }
@@ -134,7 +136,7 @@ func (l *layer) Add(n int64) {
 	l.n += n
 	l.mu.Unlock()
 	l.bar.EwmaIncrInt64(n, now.Sub(since))
-	l.total.EwmaIncrInt64(n, now.Sub(since))
+	l.total.IncrInt64(n)
 }
 
 func (l *layer) Done(err error) {
@@ -157,3 +159,16 @@ type nop struct{}
 
 func (nop) Add(int64)  {}
 func (nop) Done(error) {}
+
+// sizedWriter is mpb's console writer, except that a terminal reporting no
+// size (some CI ptys, serial consoles) counts as 80x24 instead of showing
+// nothing.
+type sizedWriter struct{ *cupwriter.Writer }
+
+func (w sizedWriter) GetTermSize() (int, int, error) {
+	wd, ht, err := w.Writer.GetTermSize()
+	if err != nil || wd <= 0 || ht <= 0 {
+		return 80, 24, nil
+	}
+	return wd, ht, nil
+}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -58,7 +60,7 @@ func registryError(ref string, err error) error {
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}
 	if errors.Is(err, errPlainHTTP) {
-		return newError(ErrNetwork, err, "pull %s: %v", ref, errPlainHTTP2(err))
+		return newError(ErrNetwork, err, "pull %s: %v", ref, plainHTTPCause(err))
 	}
 	var terr *transport.Error
 	if errors.As(err, &terr) {
@@ -76,16 +78,48 @@ func registryError(ref string, err error) error {
 		case http.StatusUnauthorized, http.StatusForbidden:
 			return authError(ref, err)
 		}
-		if transient(terr) {
-			return newError(ErrNetwork, err, "pull %s: the registry keeps failing (HTTP %d, retried with backoff): try again later, or tell the registry's owner: %v", ref, terr.StatusCode, err)
+		if e := transientError("pull "+ref, err); e != nil {
+			return e
 		}
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}
-	var nerr net.Error
-	if errors.As(err, &nerr) || transient(err) {
+	if isNetworkError(err) {
 		return newError(ErrNetwork, err, "pull %s: %v: check the registry address and your network, or use --pull=never for a cached image", ref, err)
 	}
 	return fmt.Errorf("pull %s: %w", ref, err)
+}
+
+// isNetworkError reports whether err comes from the network (a failed
+// dial, a reset, a timeout, a truncated response) rather than, say, a full
+// disk: syscall.Errno satisfies net.Error, so errors.As with net.Error alone
+// would call ENOSPC a network error.
+func isNetworkError(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var (
+		oerr *net.OpError
+		derr *net.DNSError
+		uerr *url.Error
+	)
+	if errors.As(err, &oerr) || errors.As(err, &derr) || errors.As(err, &uerr) {
+		return true
+	}
+	var perr *fs.PathError
+	if errors.As(err, &perr) {
+		return false // a file of the cache
+	}
+	return bodyTransient(err)
+}
+
+// transientError describes a registry that kept failing with a retryable
+// HTTP status (after the transport's retries), or nil if err is not that.
+func transientError(prefix string, err error) error {
+	var terr *transport.Error
+	if errors.As(err, &terr) && transient(terr) {
+		return newError(ErrNetwork, err, "%s: the registry keeps failing (HTTP %d, retried with backoff): try again later, or tell the registry's owner: %v", prefix, terr.StatusCode, err)
+	}
+	return nil
 }
 
 func notFoundError(ref string, err error) error {
@@ -96,10 +130,10 @@ func authError(ref string, err error) error {
 	return fmt.Errorf("pull %s: access denied: check the name, or log in to the registry (docker login / podman login): %w", ref, err)
 }
 
-// errPlainHTTP2 finds the plain-HTTP refusal in err (go-containerregistry
+// plainHTTPCause finds the plain-HTTP refusal in err (go-containerregistry
 // may have joined it with the failed HTTPS attempt) so the message leads
 // with what to do.
-func errPlainHTTP2(err error) error {
+func plainHTTPCause(err error) error {
 	for e := err; e != nil; {
 		if strings.HasPrefix(e.Error(), errPlainHTTP.Error()) {
 			return e

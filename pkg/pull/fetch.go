@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 )
 
@@ -33,8 +32,10 @@ func blobError(ref, what string, err error) error {
 	if errors.Is(err, errDigestMismatch) || strings.Contains(err.Error(), "error verifying sha256 checksum") {
 		return newError(ErrDigestMismatch, err, "fetch %s of %s: the registry sent data that does not match the digest (%v): nothing was cached; retry, and tell the registry owner if it persists", what, ref, err)
 	}
-	var nerr net.Error
-	if errors.As(err, &nerr) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+	if e := transientError(fmt.Sprintf("fetch %s of %s", what, ref), err); e != nil {
+		return e
+	}
+	if isNetworkError(err) {
 		return newError(ErrNetwork, err, "fetch %s of %s: %v: check the registry address and your network, or use --pull=never for a cached image", what, ref, err)
 	}
 	return fmt.Errorf("fetch %s of %s: %w", what, ref, err)

@@ -6,18 +6,21 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
 // basicAuth wraps a registry handler so that it wants user/pass.
@@ -492,5 +495,27 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 func TestProxyFromEnvironment(t *testing.T) {
 	if defaultTransport().Proxy == nil {
 		t.Errorf("the default transport ignores HTTP(S)_PROXY")
+	}
+}
+
+// TestErrorKinds: a full disk is not a network problem (syscall.Errno
+// satisfies net.Error), and a registry that keeps failing says so.
+func TestErrorKinds(t *testing.T) {
+	full := blobError("r", "layer 1/1 x", &os.PathError{Op: "write", Path: "/c/blobs/tmp/b", Err: syscall.ENOSPC})
+	if errors.Is(full, ErrNetwork) || !errors.Is(full, syscall.ENOSPC) || strings.Contains(full.Error(), "network") {
+		t.Errorf("blobError(ENOSPC) = %v: want no network advice, and errors.Is ENOSPC", full)
+	}
+	reset := blobError("r", "layer 1/1 x", &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET})
+	if !errors.Is(reset, ErrNetwork) {
+		t.Errorf("blobError(ECONNRESET) = %v, want ErrNetwork", reset)
+	}
+	if !bodyTransient(reset) || bodyTransient(&transport.Error{StatusCode: 500}) {
+		t.Errorf("bodyTransient: a reset is resumed, an HTTP 500 is left to the transport's retries")
+	}
+	e500 := blobError("r", "config x", &transport.Error{StatusCode: 500})
+	for _, want := range []string{"500", "retried", "try again later"} {
+		if !strings.Contains(e500.Error(), want) {
+			t.Errorf("blobError(500) = %v, want it to say %q", e500, want)
+		}
 	}
 }

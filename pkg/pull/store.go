@@ -156,7 +156,7 @@ func (s *Store) putBlobWatch(ctx context.Context, h v1.Hash, open func() (io.Rea
 		if err == nil {
 			break
 		}
-		if attempt >= max(w.attempts, 1) || !transient(err) || ctx.Err() != nil {
+		if attempt >= max(w.attempts, 1) || !bodyTransient(err) || ctx.Err() != nil {
 			return false, err
 		}
 		if w.log != nil {

@@ -47,6 +47,18 @@ func transient(err error) bool {
 		errors.Is(err, io.EOF)
 }
 
+// bodyTransient reports whether a blob download that failed with err is
+// worth fetching again from where it stopped: the connection broke or timed
+// out mid-body. HTTP statuses are not: the transport already retried them
+// with backoff.
+func bodyTransient(err error) bool {
+	var terr *transport.Error
+	if errors.As(err, &terr) {
+		return false
+	}
+	return transient(err)
+}
+
 // errPlainHTTP is wrapped by the error for a plain HTTP request to a
 // registry that is neither loopback nor listed as insecure.
 var errPlainHTTP = errors.New("plain HTTP refused")
