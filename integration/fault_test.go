@@ -76,7 +76,14 @@ func archImage(t *testing.T, idx v1.ImageIndex, arch string) v1.Image {
 // incompressible data (size bytes each) as repo to the test registry.
 func pushFaultImage(t *testing.T, repo string, extra int, size int64) v1.Image {
 	t.Helper()
-	img := archImage(t, h.images.Busybox, "arm64")
+	return pushWithLayers(t, repo, archImage(t, h.images.Busybox, "arm64"), extra, size)
+}
+
+// pushWithLayers pushes base plus extra layers of incompressible data (size
+// bytes each) as repo to the test registry.
+func pushWithLayers(t *testing.T, repo string, base v1.Image, extra int, size int64) v1.Image {
+	t.Helper()
+	img := base
 	for range extra {
 		l, err := random.Layer(size, types.DockerLayer)
 		if err != nil {

@@ -22,12 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // storeProxy is an HTTP proxy in front of the registry that counts GETs
@@ -110,40 +105,7 @@ func (b *slowBody) Close() error { return b.rc.Close() }
 func pushMultiLayer(t *testing.T, repo string, extra int, size int64) v1.Image {
 	t.Helper()
 	needImages(t)
-	im, err := h.images.Busybox.IndexManifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var base v1.Image
-	for _, d := range im.Manifests {
-		if d.Platform != nil && d.Platform.Architecture == runtime.GOARCH {
-			base, err = h.images.Busybox.Image(d.Digest)
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if base == nil {
-		skipOrFail(t, "no test image for the host architecture %s", runtime.GOARCH)
-	}
-	img := base
-	for range extra {
-		l, err := random.Layer(size, types.DockerLayer)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if img, err = mutate.AppendLayers(img, l); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ref, err := name.ParseReference(h.reg.ref(repo))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(ref, img); err != nil {
-		t.Fatalf("push %s: %v", ref, err)
-	}
-	return img
+	return pushWithLayers(t, repo, archImage(t, h.images.Busybox, runtime.GOARCH), extra, size)
 }
 
 // storeCache returns an empty cache directory owned by u.
