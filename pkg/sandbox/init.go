@@ -105,8 +105,18 @@ func mountOverlay(lower, upper, work, scratch, target string) error {
 			_ = os.Chmod(upper, st.Mode().Perm())
 		}
 	}
-	data := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", escapeOverlay(lower), escapeOverlay(upper), escapeOverlay(work))
-	if err := unix.Mount("overlay", target, "overlay", 0, data); err != nil {
+	// userxattr: overlayfs keeps its metadata (opaque directories,
+	// redirects) in user.overlay.* xattrs, the only ones a user namespace
+	// may set. Without it the mount succeeds but cannot record them, and
+	// removing a directory of the image (rm -rf /usr) fails with EIO.
+	data := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s,userxattr", escapeOverlay(lower), escapeOverlay(upper), escapeOverlay(work))
+	err := unix.Mount("overlay", target, "overlay", 0, data)
+	if errors.Is(err, unix.EINVAL) && os.Geteuid() == 0 {
+		// Real root in the initial user namespace: trusted.* xattrs work
+		// there, and some kernels refuse userxattr outside a user namespace.
+		err = unix.Mount("overlay", target, "overlay", 0, strings.TrimSuffix(data, ",userxattr"))
+	}
+	if err != nil {
 		return fmt.Errorf("mount overlay on the image (is rootless overlayfs supported? Linux 5.11+): %w", err)
 	}
 	return nil
