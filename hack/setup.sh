@@ -22,7 +22,7 @@ FOREIGN_ARCHES=(arm64 armhf ppc64el s390x)
 DEB_ARCHES=(amd64 "${FOREIGN_ARCHES[@]}")
 # gcc-*-linux-gnu: the cross compilers of the examples/ project, whose tests
 # the integration suite runs under xrun.
-PACKAGES=(qemu-user-static uidmap docker-registry util-linux ca-certificates gcc make libc6-dev
+PACKAGES=(qemu-user-static uidmap docker-registry util-linux ca-certificates gcc make libc6-dev debootstrap
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-riscv64-linux-gnu libc6-dev-riscv64-cross)
 
 TEST_USER=xruntest
@@ -171,6 +171,11 @@ for t in /usr/bin/docker-registry /usr/bin/newuidmap /usr/bin/newgidmap /usr/bin
 	[[ -x $t ]] || die "missing $t after install"
 done
 [[ -u /usr/bin/newuidmap && -u /usr/bin/newgidmap ]] || die "newuidmap/newgidmap are not setuid"
+
+# --- the Debian arm64 image of the seed scenario test ---------------------------
+# Built once (debootstrap, second stage under qemu in a private binfmt_misc
+# instance) and cached in /var/tmp/xrun-test-cache.
+"$REPO/hack/mkdebian.sh"
 
 # --- Go ---------------------------------------------------------------------------
 # The tests build with the Go toolchain (1.26, cgo on): this machine kind ships
