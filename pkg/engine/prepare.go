@@ -10,6 +10,7 @@ import (
 	"github.com/xrun-dev/xrun/pkg/progress"
 	"github.com/xrun-dev/xrun/pkg/pull"
 	"github.com/xrun-dev/xrun/pkg/rootfs"
+	"github.com/xrun-dev/xrun/pkg/sandbox"
 )
 
 // Prepared is an image ready to run: its rootfs is in the cache, held
@@ -73,6 +74,9 @@ func PrepareWith(ctx context.Context, o Options, po PullOptions) (*Prepared, err
 	log.Info("resolved", "ref", img.Ref, "platform", pull.PlatformString(img.Platform), "digest", img.Digest.String(), "took", time.Since(t0).Round(time.Millisecond))
 
 	cache := rootfs.NewCache(o.CacheDir)
+	// Files owned by subordinate ids can only be removed from a user
+	// namespace that maps them.
+	cache.Remover = sandbox.RemoveTree
 	key := img.Digest.Hex
 	// Unpack if needed, then hold the rootfs. Between the two, rmi or
 	// prune may remove it: then unpack again.
@@ -114,7 +118,9 @@ func unpack(ctx context.Context, store *pull.Store, cache *rootfs.Cache, img *pu
 			Open:      func() (io.ReadCloser, error) { return st.Open(i) },
 		}
 	}
-	dir, err := cache.Ensure(ctx, img.Digest.Hex, layers, rootfs.Options{Logger: log})
+	// With a subordinate id range, layers are unpacked in a user namespace
+	// that maps it, so files keep the image's owners.
+	dir, err := cache.Ensure(ctx, img.Digest.Hex, layers, rootfs.Options{Logger: log, Unpacker: sandbox.UnpackInUserNS})
 	st.Close()
 	if bars != nil {
 		bars.Wait()

@@ -23,6 +23,12 @@ import (
 // the same key unpack it once.
 type Cache struct {
 	Root string
+	// Remover, when set, removes a tree that RemoveAll could not remove
+	// for lack of permission: an image unpacked with its owners
+	// (Options.Chown in a user namespace) holds files and 0700
+	// directories owned by subordinate ids. It is used by Remove,
+	// TryRemove, CleanTemp and Ensure's clean-up.
+	Remover func(dir string) error
 }
 
 // NewCache returns a cache rooted at root (created on first Ensure).
@@ -119,13 +125,13 @@ func (c *Cache) Ensure(ctx context.Context, key string, layers []Layer, opts Opt
 		return "", fmt.Errorf("unpack rootfs %s: %w", key, err)
 	}
 	start := time.Now()
-	stats, err := unpackLayers(ctx, tmp, layers, opts)
+	stats, err := fill(ctx, tmp, layers, opts)
 	if err == nil {
 		c.writeInfo(key, stats)
 		err = publish(tmp, dst)
 	}
 	if err != nil {
-		if rerr := RemoveAll(tmp); rerr != nil {
+		if rerr := c.removeTree(tmp); rerr != nil {
 			opts.Logger.Warn("cannot remove temp rootfs", "path", tmp, "err", rerr)
 		}
 		return "", fmt.Errorf("unpack rootfs %s: %w", key, err)
@@ -135,7 +141,32 @@ func (c *Cache) Ensure(ctx context.Context, key string, layers []Layer, opts Opt
 	return dst, nil
 }
 
-func unpackLayers(ctx context.Context, dir string, layers []Layer, opts Options) (Stats, error) {
+// fill unpacks layers into the empty temp dir tmp, with opts.Unpacker if
+// set, else (or if it is unavailable) in-process.
+func fill(ctx context.Context, tmp string, layers []Layer, opts Options) (Stats, error) {
+	if opts.Unpacker != nil {
+		st, err := opts.Unpacker(ctx, tmp, layers, opts)
+		if !errors.Is(err, ErrUnpackerUnavailable) {
+			if err == nil {
+				logSkipped(opts.Logger, st)
+			}
+			return st, err
+		}
+		opts.Logger.Debug("unpacking in-process", "reason", err)
+		// The contract says it touched nothing; make sure of it.
+		if ents, rerr := os.ReadDir(tmp); rerr != nil || len(ents) != 0 {
+			return Stats{}, fmt.Errorf("[internal error] unavailable unpacker left %s non-empty: %v", tmp, rerr)
+		}
+	}
+	return UnpackLayers(ctx, tmp, layers, opts)
+}
+
+// UnpackLayers applies layers in order onto dir, which must exist (and
+// should be empty), with one unpacker: a directory made 0555 by one layer
+// stays writable for the next. The root gets mode 0755 unless a layer has
+// a "./" entry. It is what Cache.Ensure does in-process, for an
+// Options.Unpacker running elsewhere (another process, a user namespace).
+func UnpackLayers(ctx context.Context, dir string, layers []Layer, opts Options) (Stats, error) {
 	opts = opts.fill()
 	u, err := newUnpacker(dir, opts)
 	if err != nil {
@@ -221,7 +252,7 @@ func (c *Cache) removeStale(key string, opts Options) {
 			}
 		}
 		opts.Logger.Debug("removing stale temp rootfs", "path", p)
-		if err := RemoveAll(p); err != nil {
+		if err := c.removeTree(p); err != nil {
 			opts.Logger.Warn("cannot remove stale temp rootfs", "path", p, "err", err)
 		}
 		if lk != nil {
@@ -264,8 +295,24 @@ func (c *Cache) removeLocked(key string) error {
 		return fmt.Errorf("remove rootfs %s: %w", key, err)
 	}
 	os.Remove(c.usedPath(key))
-	if err := RemoveAll(tmp); err != nil {
+	if err := c.removeTree(tmp); err != nil {
 		return fmt.Errorf("remove rootfs %s: %w", key, err)
+	}
+	return nil
+}
+
+// removeAll is RemoveAll; tests make it refuse.
+var removeAll = RemoveAll
+
+// removeTree is RemoveAll, then c.Remover for what permissions kept
+// RemoveAll from removing.
+func (c *Cache) removeTree(p string) error {
+	err := removeAll(p)
+	if err == nil || c.Remover == nil || !errors.Is(err, fs.ErrPermission) {
+		return err
+	}
+	if rerr := c.Remover(p); rerr != nil {
+		return fmt.Errorf("%w; then: %v", err, rerr)
 	}
 	return nil
 }

@@ -207,7 +207,7 @@ func unpackAll(t testing.TB, root string, layers ...[]byte) error {
 	for i, b := range layers {
 		ls[i] = plainLayer(i, b)
 	}
-	_, err := unpackLayers(context.Background(), root, ls, Options{})
+	_, err := UnpackLayers(context.Background(), root, ls, Options{})
 	return err
 }
 

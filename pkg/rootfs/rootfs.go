@@ -1,6 +1,7 @@
 package rootfs
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -34,7 +35,26 @@ type Options struct {
 	// the sum of file sizes, which also covers sparse files): a guard against
 	// decompression bombs. Default (0): DefaultMaxBytes.
 	MaxBytes int64
+	// Chown gives every entry the uid and gid of its tar header (lchown).
+	// It is meant for an unpacker that is root in a user namespace mapping
+	// the image's ids (see Unpacker): there the files keep the image's
+	// owners. An owner that cannot be applied (an id the namespace does not
+	// map, EINVAL; no privilege, EPERM) never fails the unpack: it is
+	// recorded in the user.rootlesscontainers xattr instead, as without
+	// Chown, where every entry belongs to the unpacking user.
+	Chown bool
+	// Unpacker, when set, fills Cache.Ensure's temp dir instead of the
+	// in-process unpacker (under the same lock, published by the same
+	// rename, removed the same way on failure). It must apply layers in
+	// order as UnpackLayers does. If it returns an error matching
+	// ErrUnpackerUnavailable, it must not have opened any layer, and
+	// Ensure unpacks in-process.
+	Unpacker Unpacker
 }
+
+// Unpacker fills the empty directory dir with layers, in order, as
+// UnpackLayers does (opts is Ensure's, filled). See Options.Unpacker.
+type Unpacker func(ctx context.Context, dir string, layers []Layer, opts Options) (Stats, error)
 
 func (o Options) fill() Options {
 	if o.Logger == nil {
@@ -83,4 +103,7 @@ var (
 	ErrNotFound = errors.New("rootfs not found")
 	// ErrInvalidKey is wrapped when a cache key is not a plain [A-Za-z0-9_] name.
 	ErrInvalidKey = errors.New("invalid rootfs key")
+	// ErrUnpackerUnavailable is wrapped by an Options.Unpacker that cannot
+	// run here (e.g. no subordinate id range): Ensure then unpacks in-process.
+	ErrUnpackerUnavailable = errors.New("unpacker unavailable")
 )

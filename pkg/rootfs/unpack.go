@@ -60,6 +60,7 @@ type unpacker struct {
 	fixed   map[uint64]struct{} // inodes of directories already checked for owner rwx
 	layerSz int64               // sum of file sizes in the current layer
 	noXattr bool                // the filesystem refused user xattrs: stop trying
+	noChown bool                // Options.Chown, but chown is not permitted here: stop trying
 }
 
 type dirMeta struct {
@@ -155,6 +156,9 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		}
 	}
 	if rel == "" {
+		// The root keeps the unpacking user as owner (the cache must be
+		// able to rename and remove it), and no xattr: only its mode and
+		// times are applied.
 		if hdr.Typeflag != tar.TypeDir {
 			return unsafeErr("refusing to replace the root with a non-directory")
 		}
@@ -218,11 +222,14 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		}
 		var dst unix.Stat_t
 		err = unix.Fstat(fd, &dst)
+		owned := false
 		if err == nil {
+			// Before makeWritable and finish's chmod: chown clears setgid.
+			owned = u.applyOwner(fd, -1, "", hdr)
 			err = u.makeWritable(fd, &dst, rel)
 		}
 		if err == nil {
-			err = u.setXattrs(fd, hdr)
+			err = u.setXattrs(fd, hdr, owned, exists && isDirMode(st.Mode))
 		}
 		unix.Close(fd)
 		if err != nil {
@@ -238,11 +245,12 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		f := os.NewFile(uintptr(fd), rel)
 		n, err := io.Copy(f, r)
 		if err == nil {
-			err = u.setXattrs(fd, hdr)
+			err = u.setXattrs(fd, hdr, u.applyOwner(fd, -1, "", hdr), false)
 		}
 		if err == nil {
-			// After the write and the xattrs (user xattrs need write
-			// permission), so setuid bits survive and 0444 is no obstacle.
+			// After the write, the owner (chown clears setuid and setgid)
+			// and the xattrs (user xattrs need write permission), so
+			// setuid bits survive and 0444 is no obstacle.
 			err = unix.Fchmod(fd, mode)
 		}
 		if cerr := f.Close(); err == nil {
@@ -261,6 +269,10 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		if err := unix.Symlinkat(hdr.Linkname, pfd, base); err != nil {
 			return err
 		}
+		// A symlink cannot hold a user xattr: an owner that cannot be
+		// applied is lost (it matters to nobody: symlink permissions are
+		// never checked).
+		u.applyOwner(-1, pfd, base, hdr)
 		if err := setTimes(pfd, base, hdr); err != nil {
 			return err
 		}
@@ -275,6 +287,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		if err := unix.Mknodat(pfd, base, unix.S_IFIFO|0o600, 0); err != nil {
 			return err
 		}
+		u.applyOwner(-1, pfd, base, hdr)
 		if err := unix.Fchmodat(pfd, base, mode, 0); err != nil {
 			return err
 		}
@@ -514,7 +527,43 @@ func (u *unpacker) removeLowerChildren(fd int, ino uint64, rel string) error {
 	return nil
 }
 
-func (u *unpacker) setXattrs(fd int, hdr *tar.Header) error {
+// applyOwner gives the entry (fd, or name in dfd when fd < 0, not followed)
+// the header's uid and gid when Options.Chown is set, and reports whether it
+// did. It never fails: an owner it cannot apply is recorded by setXattrs.
+func (u *unpacker) applyOwner(fd, dfd int, name string, hdr *tar.Header) bool {
+	if !u.opts.Chown || u.noChown {
+		return false
+	}
+	// -1 means "unchanged" to chown(2); 0xffffffff is not a valid id either.
+	if hdr.Uid < 0 || hdr.Gid < 0 || int64(hdr.Uid) >= 0xffffffff || int64(hdr.Gid) >= 0xffffffff {
+		return false
+	}
+	var err error
+	if fd >= 0 {
+		err = unix.Fchown(fd, hdr.Uid, hdr.Gid)
+	} else {
+		err = unix.Fchownat(dfd, name, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW)
+	}
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOVERFLOW):
+		// An id the user namespace does not map: keep it in the xattr.
+		u.log.Debug("owner not mapped here; recording it", "entry", hdr.Name, "uid", hdr.Uid, "gid", hdr.Gid)
+	case errors.Is(err, unix.EPERM):
+		u.noChown = true
+		u.log.Debug("chown not permitted; recording owners instead", "entry", hdr.Name, "err", err)
+	default:
+		u.log.Debug("chown failed; recording the owner", "entry", hdr.Name, "err", err)
+	}
+	return false
+}
+
+// setXattrs sets the entry's user.* xattrs from the header's PAX records,
+// and, unless owned (its owner was applied), records a non-root owner in
+// user.rootlesscontainers. existed says fd is an earlier layer's directory,
+// whose recorded owner the header replaces.
+func (u *unpacker) setXattrs(fd int, hdr *tar.Header, owned, existed bool) error {
 	if u.noXattr {
 		return nil
 	}
@@ -544,12 +593,20 @@ func (u *unpacker) setXattrs(fd int, hdr *tar.Header) error {
 			return err
 		}
 	}
-	// Ownership is not applied (rootless: everything belongs to the invoking
-	// user, mapped to root in the container); the original owner is kept
-	// the way umoci and rootless tools record it.
-	if !haveOwner && (hdr.Uid != 0 || hdr.Gid != 0) && hdr.Uid >= 0 && hdr.Gid >= 0 &&
+	// Unless applied (Options.Chown), ownership is not kept in the inode
+	// (rootless: everything belongs to the invoking user, mapped to root in
+	// the container); the original owner is recorded the way umoci and
+	// rootless tools record it.
+	if !haveOwner && !owned && (hdr.Uid != 0 || hdr.Gid != 0) && hdr.Uid >= 0 && hdr.Gid >= 0 &&
 		int64(hdr.Uid) <= 0xffffffff && int64(hdr.Gid) <= 0xffffffff {
 		return set(rootlessXattr, encodeRootless(uint32(hdr.Uid), uint32(hdr.Gid)))
+	}
+	if existed && !haveOwner {
+		// A directory re-declared by this layer: an owner recorded by an
+		// earlier one is stale.
+		if err := unix.Fremovexattr(fd, rootlessXattr); err != nil && !errors.Is(err, unix.ENODATA) {
+			u.log.Debug("stale owner xattr not removed", "entry", hdr.Name, "err", err)
+		}
 	}
 	return nil
 }
@@ -612,13 +669,18 @@ func (u *unpacker) finish() error {
 		}
 	}
 	u.pending = map[string]dirMeta{}
-	if n := u.stats.SkippedDevices; n > 0 {
-		u.log.Info("skipped device nodes (cannot be created rootless; /dev is provided at run time)", "count", n)
-	}
-	if n := u.stats.SkippedOther; n > 0 {
-		u.log.Info("skipped tar entries of unknown type", "count", n)
-	}
+	logSkipped(u.log, u.stats)
 	return firstErr
+}
+
+// logSkipped says what an unpack left out.
+func logSkipped(log *slog.Logger, st Stats) {
+	if n := st.SkippedDevices; n > 0 {
+		log.Info("skipped device nodes (cannot be created rootless; /dev is provided at run time)", "count", n)
+	}
+	if n := st.SkippedOther; n > 0 {
+		log.Info("skipped tar entries of unknown type", "count", n)
+	}
 }
 
 func (u *unpacker) finishDir(rel string, m dirMeta) error {
