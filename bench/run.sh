@@ -342,10 +342,13 @@ if want make; then
 	} >"$M/Makefile"
 	chown "$BUSER:" "$M/Makefile"
 	X="xrun --platform linux/arm64 $BUSYBOX --"
-	hf make --runs 5 \
-		-n "xrun, cold" --prepare "rm -rf $M/cache" "env XRUN_CACHE=$M/cache make -s -j8 -C $M RUN='$X'" \
-		-n "xrun, warm" --warmup 1 "make -s -j8 -C $M RUN='$X'" \
-		-n "floor" --warmup 1 "make -s -j8 -C $M RUN=\"floor -e $QEMU -m '$MAGIC' -k '$MASK' $ARM\""
+	# One --prepare per command (hyperfine applies a single one to all), one
+	# global --warmup: the cold case empties its own cache before every run.
+	hf make --runs 5 --warmup 1 \
+		--prepare "rm -rf $M/cache" --prepare true --prepare true \
+		-n "xrun, cold" "env XRUN_CACHE=$M/cache make -s -j8 -C $M RUN='$X'" \
+		-n "xrun, warm" "make -s -j8 -C $M RUN='$X'" \
+		-n "floor" "make -s -j8 -C $M RUN=\"floor -e $QEMU -m '$MAGIC' -k '$MASK' $ARM\""
 	as_user rm -rf "$M/cache"
 fi
 
