@@ -141,6 +141,19 @@ if pull:
     p(f"| xrun / crane export \\| tar | {f'{r:.2f}x' if r else 'n/a'} |")
     p("")
 
+pt = load("pull-tmpfs")
+if pt:
+    p("### The same, caches on a tmpfs (the work itself, without disk writeback)")
+    p("")
+    p("| tool | time |")
+    p("|---|---|")
+    for tool in ["xrun pull", "skopeo copy + umoci unpack"]:
+        r = pt.get(tool)
+        p(f"| {tool} | {cell(r) if r else 'not measured'} |")
+    p("")
+    p(f"xrun / (skopeo + umoci), tmpfs: {verdict(ratio(pt.get('xrun pull'), pt.get('skopeo copy + umoci unpack')), 0.7, '<=')}")
+    p("")
+
 # ---- build
 build = load("build")
 bn = why("build", "zlib")

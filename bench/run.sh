@@ -292,6 +292,20 @@ if want pull; then
 	as_user mkdir -p "$P"
 	hf pull --runs "$COLD_RUNS" "${cmds[@]}"
 	as_user rm -rf "$P"
+
+	# The same on a tmpfs: on this kind of VM disk writeback dominates and
+	# varies by seconds between runs; in memory the work itself is compared
+	# (download, digests, decompression, unpack).
+	T=$U/pull-tmpfs
+	as_user mkdir -p "$T"
+	mount -t tmpfs -o "size=2g,mode=0755,uid=$(id -u "$BUSER"),gid=$(id -g "$BUSER")" tmpfs "$T"
+	tcmds=(-n "xrun pull" --prepare "rm -rf $T/xrun" "env XRUN_CACHE=$T/xrun xrun pull --platform linux/arm64 $MINBASE")
+	if command -v skopeo >/dev/null && command -v umoci >/dev/null; then
+		tcmds+=(-n "skopeo copy + umoci unpack" --prepare "rm -rf $T/oci $T/umoci"
+			"skopeo copy -q --src-tls-verify=false --override-arch arm64 docker://$MINBASE oci:$T/oci:bench && umoci raw unpack --rootless --image $T/oci:bench $T/umoci")
+	fi
+	hf pull-tmpfs --runs 8 --warmup 1 "${tcmds[@]}"
+	umount "$T"
 fi
 
 # ---------------------------------------------------------------- 3. emulated build
