@@ -304,14 +304,15 @@ func aarch32Supported() bool {
 // kernelAtLeast compares the major.minor of a release such as
 // "6.18.44-fc-v595". An unparsable release counts as too old.
 func kernelAtLeast(release string, major, minor int) bool {
-	gotMajor, gotMinor, ok := parseRelease(release)
+	gotMajor, gotMinor, ok := ParseRelease(release)
 	if !ok {
 		return false
 	}
 	return gotMajor > major || (gotMajor == major && gotMinor >= minor)
 }
 
-func parseRelease(release string) (major, minor int, ok bool) {
+// ParseRelease returns major.minor of a kernel release such as "6.18.44-x".
+func ParseRelease(release string) (major, minor int, ok bool) {
 	majS, rest, found := strings.Cut(release, ".")
 	if !found {
 		return 0, 0, false
@@ -330,7 +331,7 @@ func parseRelease(release string) (major, minor int, ok bool) {
 
 // shortRelease is "6.1" for "6.1.0-28-amd64", for messages.
 func shortRelease(release string) string {
-	if major, minor, ok := parseRelease(release); ok {
+	if major, minor, ok := ParseRelease(release); ok {
 		return fmt.Sprintf("%d.%d", major, minor)
 	}
 	return strconv.Quote(release)

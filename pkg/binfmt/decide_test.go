@@ -301,9 +301,9 @@ func TestParseRelease(t *testing.T) {
 		{"", 0, 0, false},
 		{"x.y", 0, 0, false},
 	} {
-		major, minor, ok := parseRelease(tt.in)
+		major, minor, ok := ParseRelease(tt.in)
 		if major != tt.major || minor != tt.minor || ok != tt.ok {
-			t.Errorf("parseRelease(%q) = %d, %d, %v, want %d, %d, %v", tt.in, major, minor, ok, tt.major, tt.minor, tt.ok)
+			t.Errorf("ParseRelease(%q) = %d, %d, %v, want %d, %d, %v", tt.in, major, minor, ok, tt.major, tt.minor, tt.ok)
 		}
 	}
 }

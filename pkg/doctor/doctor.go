@@ -169,7 +169,7 @@ func (d *doctor) checkKernel() bool {
 			release = unix.ByteSliceToString(u.Release[:])
 		}
 	}
-	major, minor, ok := parseRelease(release)
+	major, minor, ok := binfmt.ParseRelease(release)
 	switch {
 	case ok && (major > 6 || major == 6 && minor >= 7):
 		d.add(Check{Status: OK, Name: "kernel", Detail: fmt.Sprintf("Linux %s has binfmt_misc per user namespace (6.7+): emulators are registered inside each container, nothing on the host", release)})
@@ -512,21 +512,6 @@ func (d *doctor) smokeTests(ctx context.Context, usernsOK bool, plans map[Platfo
 		}
 		d.add(Check{Status: OK, Name: name, Detail: fmt.Sprintf("a %s test program ran in a container (%s, %v)", p, plan.Strategy, took.Round(time.Millisecond))})
 	}
-}
-
-// parseRelease returns major.minor of a kernel release such as "6.18.44-x".
-func parseRelease(release string) (major, minor int, ok bool) {
-	majS, rest, found := strings.Cut(release, ".")
-	if !found {
-		return 0, 0, false
-	}
-	end := strings.IndexFunc(rest, func(r rune) bool { return r < '0' || r > '9' })
-	if end < 0 {
-		end = len(rest)
-	}
-	major, err1 := strconv.Atoi(majS)
-	minor, err2 := strconv.Atoi(rest[:end])
-	return major, minor, err1 == nil && err2 == nil
 }
 
 // subRange returns "START:COUNT" of the first range of name (or uid) in an
