@@ -341,12 +341,23 @@ func (s *Store) writeRecord(r *record) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(s.indexDir(), ".tmp-*")
+	return writeFileAtomic(s.recordPath(r.Ref, r.Platform), ".tmp-*", append(b, '\n'), 0o600)
+}
+
+// writeFileAtomic writes data to path with mode perm through a temporary
+// file (named by pattern) in the same directory, synced, then renamed into
+// place: a reader sees the old file or the whole new one, never a part.
+func writeFileAtomic(path, pattern string, data []byte, perm os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), pattern)
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name()) // no-op after the rename
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
 		return err
 	}
@@ -357,5 +368,5 @@ func (s *Store) writeRecord(r *record) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), s.recordPath(r.Ref, r.Platform))
+	return os.Rename(tmp.Name(), path)
 }
