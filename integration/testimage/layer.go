@@ -19,6 +19,7 @@ type entry struct {
 	mode     int64
 	content  []byte
 	linkname string // symlink target
+	uid, gid int    // owner (root when zero)
 }
 
 var epoch = time.Unix(1700000000, 0).UTC()
@@ -74,7 +75,10 @@ func tarLayer(entries []entry) ([]byte, error) {
 	for _, e := range entries {
 		hdr := &tar.Header{
 			Name: e.path, Mode: e.mode, ModTime: epoch, Format: tar.FormatPAX,
-			Uname: "root", Gname: "root",
+			Uid: e.uid, Gid: e.gid,
+		}
+		if e.uid == 0 && e.gid == 0 {
+			hdr.Uname, hdr.Gname = "root", "root"
 		}
 		switch {
 		case e.path[len(e.path)-1] == '/':

@@ -1,7 +1,6 @@
 package testimage
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"fmt"
@@ -34,70 +33,34 @@ import (
 //	/etc/added              0:0 0644 "layer3\n" (layer 3)
 const OwnersRepo = "xrun-test/owners:latest"
 
-// owned is a file of OwnersRepo: an entry with an owner.
-type owned struct {
-	entry
-	uid, gid int
-}
-
-func ownersLayers(binName string, bin []byte) [][]owned {
-	var base []owned
-	for _, e := range baseEntries(binName, bin) {
-		base = append(base, owned{entry: e})
-	}
-	l1 := append(base,
-		owned{entry{path: "etc/removed", mode: 0o644, content: []byte("layer1\n")}, 0, 0},
-		owned{entry{path: "home/", mode: 0o755}, 0, 0},
-		owned{entry{path: "home/xrunuser/", mode: 0o750}, 1000, 1000},
-		owned{entry{path: "home/xrunuser/notes", mode: 0o640, content: []byte("notes\n")}, 1000, 1000},
-		owned{entry{path: "home/xrunuser/gone", mode: 0o644, content: []byte("gone\n")}, 1000, 1000},
-		owned{entry{path: "usr/", mode: 0o755}, 0, 0},
-		owned{entry{path: "usr/bin/", mode: 0o755}, 0, 0},
-		owned{entry{path: "usr/bin/setuid-root", mode: 0o4755, content: bin}, 0, 0},
-		owned{entry{path: "usr/bin/setgid-staff", mode: 0o2755, content: []byte("#!/bin/sh\n")}, 0, 50},
-		owned{entry{path: "opt/", mode: 0o755}, 0, 0},
-		owned{entry{path: "opt/ro/", mode: 0o555}, 1000, 1000},
-		owned{entry{path: "opt/ro/ro-file", mode: 0o444, content: []byte("ro\n")}, 1000, 1000},
+func ownersLayers(binName string, bin []byte) [][]entry {
+	l1 := append(baseEntries(binName, bin),
+		entry{path: "etc/removed", mode: 0o644, content: []byte("layer1\n")},
+		entry{path: "home/", mode: 0o755},
+		entry{path: "home/xrunuser/", mode: 0o750, uid: 1000, gid: 1000},
+		entry{path: "home/xrunuser/notes", mode: 0o640, content: []byte("notes\n"), uid: 1000, gid: 1000},
+		entry{path: "home/xrunuser/gone", mode: 0o644, content: []byte("gone\n"), uid: 1000, gid: 1000},
+		entry{path: "usr/", mode: 0o755},
+		entry{path: "usr/bin/", mode: 0o755},
+		entry{path: "usr/bin/setuid-root", mode: 0o4755, content: bin},
+		entry{path: "usr/bin/setgid-staff", mode: 0o2755, content: []byte("#!/bin/sh\n"), uid: 0, gid: 50},
+		entry{path: "opt/", mode: 0o755},
+		entry{path: "opt/ro/", mode: 0o555, uid: 1000, gid: 1000},
+		entry{path: "opt/ro/ro-file", mode: 0o444, content: []byte("ro\n"), uid: 1000, gid: 1000},
 	)
-	l2 := []owned{
-		{entry{path: "var/", mode: 0o755}, 0, 0},
-		{entry{path: "var/spool/", mode: 0o755}, 0, 0},
-		{entry{path: "var/spool/private/", mode: 0o700}, 100, 101},
-		{entry{path: "var/spool/private/secret", mode: 0o600, content: []byte("secret\n")}, 100, 101},
-		{entry{path: "var/far", mode: 0o644, content: []byte("far\n")}, 100000, 100000},
+	l2 := []entry{
+		entry{path: "var/", mode: 0o755},
+		entry{path: "var/spool/", mode: 0o755},
+		entry{path: "var/spool/private/", mode: 0o700, uid: 100, gid: 101},
+		entry{path: "var/spool/private/secret", mode: 0o600, content: []byte("secret\n"), uid: 100, gid: 101},
+		entry{path: "var/far", mode: 0o644, content: []byte("far\n"), uid: 100000, gid: 100000},
 	}
-	l3 := []owned{
-		{entry{path: "etc/.wh.removed", mode: 0o644}, 0, 0},
-		{entry{path: "etc/added", mode: 0o644, content: []byte("layer3\n")}, 0, 0},
-		{entry{path: "home/xrunuser/.wh.gone", mode: 0o644}, 0, 0},
+	l3 := []entry{
+		entry{path: "etc/.wh.removed", mode: 0o644},
+		entry{path: "etc/added", mode: 0o644, content: []byte("layer3\n")},
+		entry{path: "home/xrunuser/.wh.gone", mode: 0o644},
 	}
-	return [][]owned{l1, l2, l3}
-}
-
-func ownedTar(entries []owned) ([]byte, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, e := range entries {
-		hdr := &tar.Header{Name: e.path, Mode: e.mode, ModTime: epoch, Format: tar.FormatPAX, Uid: e.uid, Gid: e.gid}
-		switch {
-		case e.path[len(e.path)-1] == '/':
-			hdr.Typeflag = tar.TypeDir
-		case e.linkname != "":
-			hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, e.linkname
-		default:
-			hdr.Typeflag, hdr.Size = tar.TypeReg, int64(len(e.content))
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return nil, err
-		}
-		if _, err := tw.Write(e.content); err != nil {
-			return nil, err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return [][]entry{l1, l2, l3}
 }
 
 // PushOwners builds OwnersRepo for the host's platform from im's binary for
@@ -120,7 +83,7 @@ func (im *Images) PushOwners(addr string) (string, error) {
 	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
 	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
 	for _, es := range ownersLayers(p.BinName(), bin) {
-		b, err := ownedTar(es)
+		b, err := tarLayer(es)
 		if err != nil {
 			return "", err
 		}
