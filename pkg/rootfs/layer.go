@@ -87,6 +87,14 @@ func (u *unpacker) applyLayer(ctx context.Context, l Layer) error {
 			"layer", l.Digest, "mediaType", l.MediaType, "detected", comp)
 	}
 
+	if comp != "none" {
+		// Decompress in a goroutine of its own, a few chunks ahead: the
+		// decompressor (half of a cold pull's CPU) then runs beside the
+		// hashing, tar parsing and file writes instead of taking turns.
+		ra := newReadAhead(r, 4, 1<<20)
+		defer ra.stop()
+		r = ra
+	}
 	lr := &limitReader{ctx: ctx, r: r, max: u.opts.MaxBytes}
 	var tr io.Reader = lr
 	if h != nil {
@@ -129,4 +137,84 @@ func (c ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
+}
+
+// readAhead reads its source in a goroutine into a few recycled buffers,
+// ahead of its reader. Bytes and the error that ended the source come out
+// exactly as the source gave them.
+type readAhead struct {
+	full  chan aheadChunk
+	free  chan []byte
+	done  chan struct{}
+	cur   []byte
+	owned []byte // the buffer cur points into, returned to free when read
+	err   error
+}
+
+type aheadChunk struct {
+	b   []byte
+	err error
+}
+
+func newReadAhead(src io.Reader, depth, size int) *readAhead {
+	a := &readAhead{full: make(chan aheadChunk, depth), free: make(chan []byte, depth+1), done: make(chan struct{})}
+	for range depth + 1 {
+		a.free <- make([]byte, size)
+	}
+	go func() {
+		defer close(a.full)
+		for {
+			var buf []byte
+			select {
+			case buf = <-a.free:
+			case <-a.done:
+				return
+			}
+			n := 0
+			var err error
+			for n < len(buf) && err == nil {
+				var k int
+				k, err = src.Read(buf[n:])
+				n += k
+			}
+			select {
+			case a.full <- aheadChunk{b: buf[:n], err: err}:
+			case <-a.done:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return a
+}
+
+func (a *readAhead) Read(p []byte) (int, error) {
+	for len(a.cur) == 0 {
+		if a.owned != nil {
+			a.free <- a.owned[:cap(a.owned)]
+			a.owned = nil
+		}
+		if a.err != nil {
+			return 0, a.err
+		}
+		c, ok := <-a.full
+		if !ok {
+			a.err = io.ErrClosedPipe
+			continue
+		}
+		a.cur, a.owned, a.err = c.b, c.b, c.err
+	}
+	n := copy(p, a.cur)
+	a.cur = a.cur[n:]
+	return n, nil
+}
+
+// stop ends the goroutine and waits for it, so that the source is no
+// longer read when stop returns (its owner closes it next).
+func (a *readAhead) stop() {
+	close(a.done)
+	for range a.full {
+	}
 }
