@@ -87,18 +87,7 @@ func layerFiles(t *testing.T, img v1.Image) ([]map[string]*tar.Header, map[strin
 // and the config, and a /bin binary of the right ELF machine.
 func TestHarnessImages(t *testing.T) {
 	needImages(t)
-	ref, err := name.ParseReference(h.reg.ref(busyboxRepo))
-	if err != nil {
-		t.Fatal(err)
-	}
-	idx, err := remote.Index(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		t.Fatal(err)
-	}
+	idx, im := pushedIndex(t, busyboxRepo)
 	if im.MediaType != types.OCIImageIndex {
 		t.Errorf("index media type %q, want %q", im.MediaType, types.OCIImageIndex)
 	}
@@ -118,7 +107,7 @@ func TestHarnessImages(t *testing.T) {
 	for _, d := range im.Manifests {
 		p := platformByName(platformString(d.Platform))
 		t.Run(strings.ReplaceAll(p.Name, "/", "-"), func(t *testing.T) {
-			img, err := remote.Image(ref.Context().Digest(d.Digest.String()))
+			img, err := idx.Image(d.Digest)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -177,18 +166,7 @@ func TestHarnessImages(t *testing.T) {
 // TestHarnessLayersImage checks the two-layer Docker image.
 func TestHarnessLayersImage(t *testing.T) {
 	needImages(t)
-	ref, err := name.ParseReference(h.reg.ref(layersRepo))
-	if err != nil {
-		t.Fatal(err)
-	}
-	idx, err := remote.Index(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		t.Fatal(err)
-	}
+	idx, im := pushedIndex(t, layersRepo)
 	if im.MediaType != types.DockerManifestList {
 		t.Errorf("media type %q, want %q", im.MediaType, types.DockerManifestList)
 	}
@@ -296,4 +274,22 @@ func TestHarnessRegistryStop(t *testing.T) {
 	if reg.cmd.ProcessState == nil || syscall.Kill(reg.cmd.Process.Pid, 0) == nil {
 		t.Errorf("registry process %d still exists", reg.cmd.Process.Pid)
 	}
+}
+
+// pushedIndex fetches the index of repo from the test registry.
+func pushedIndex(t *testing.T, repo string) (v1.ImageIndex, *v1.IndexManifest) {
+	t.Helper()
+	ref, err := name.ParseReference(h.reg.ref(repo))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := remote.Index(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return idx, im
 }
