@@ -8,7 +8,6 @@ import (
 
 func init() {
 	register(completionCommand)
-	register(manCommand)
 }
 
 // The bash and zsh scripts ask xrun itself for candidates (urfave/cli's
@@ -70,20 +69,6 @@ var completionCommand = &cli.Command{
 			return fmt.Errorf("completion: unknown shell %q: use bash, zsh or fish", c.Args().First())
 		}
 		_, err := fmt.Fprint(c.App.Writer, script)
-		return err
-	},
-}
-
-var manCommand = &cli.Command{
-	Name:   "man",
-	Usage:  "print the manual page (roff), generated from the commands and flags",
-	Hidden: true,
-	Action: func(c *cli.Context) error {
-		s, err := c.App.ToMan()
-		if err != nil {
-			return fmt.Errorf("generate the manual page: %w", err)
-		}
-		_, err = fmt.Fprint(c.App.Writer, s)
 		return err
 	},
 }

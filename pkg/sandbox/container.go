@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -53,13 +54,15 @@ type Container struct {
 // ErrNoContainer is returned for a name that has no container.
 var ErrNoContainer = errors.New("no such container")
 
-var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
+// nameRE is compiled on first use: package-level initialisers run on every
+// start of xrun and of the container's init, which never check a name.
+var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`) })
 
 // CheckName checks a container name: letters, digits, '_', '.', '-', not
 // starting with a punctuation character, at most 128 characters (docker's
 // rule).
 func CheckName(name string) error {
-	if !nameRE.MatchString(name) {
+	if !nameRE().MatchString(name) {
 		return fmt.Errorf("invalid container name %q: use letters, digits, '_', '.' and '-', starting with a letter or digit", name)
 	}
 	return nil
