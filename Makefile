@@ -15,8 +15,9 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -extldflags=-static
 
 all: build
 
+BIN_OUT ?= bin/xrun
 build:
-	$(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o bin/xrun ./cmd/xrun
+	$(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN_OUT) ./cmd/xrun
 
 install: build man
 	install -D -m 0755 bin/xrun $(DESTDIR)$(PREFIX)/bin/xrun

@@ -94,8 +94,17 @@ if len(sys.argv) > 2:
     print()
     print("| experiment | median | min |")
     print("|---|---|---|")
+    med = {}
     for path in sys.argv[2:]:
         with open(path) as f:
             for r in json.load(f)["results"]:
-                print(f"| {r['command']} | {statistics.median(r['times']) * 1000:.1f} ms | {r['min'] * 1000:.1f} ms |")
+                med[r["command"]] = statistics.median(r["times"])
+                print(f"| {r['command']} | {med[r['command']] * 1000:.1f} ms | {r['min'] * 1000:.1f} ms |")
     print()
+    shipped = next((v for k, v in med.items() if "(as shipped)" in k), None)
+    patched = next((v for k, v in med.items() if "(libcontainer patched" in k), None)
+    if shipped and patched:
+        print(f"- libcontainer's per-run memfd copy of the binary (same hyperfine run): "
+              f"{(shipped - patched) * 1000:.1f} ms of {shipped * 1000:.1f} ms "
+              f"({(shipped - patched) / shipped * 100:.0f}%)")
+        print()

@@ -155,9 +155,22 @@ if pt:
     p("")
 
 # ---- build
-build = load("build")
+# Pairs of runs (build-1.json, build-2.json, ...): one result per tool each.
+build, pairs = {}, []
+i = 1
+while os.path.exists(os.path.join(res, f"build-{i}.json")):
+    one = load(f"build-{i}")
+    for tool, r in one.items():
+        b = build.setdefault(tool, {"times": []})
+        b["times"] += r["times"]
+    if "floor" in one and "xrun" in one:
+        pairs.append(med(one["xrun"]) / med(one["floor"]))
+    i += 1
+for b in build.values():
+    b["min"] = min(b["times"])
+    b["stddev"] = statistics.stdev(b["times"]) if len(b["times"]) > 1 else 0.0
 bn = why("build", "zlib")
-if build or bn:
+if build or bn or tsv("build-conc.tsv"):
     p("## Emulated build: zlib (Debian's 1.2.13 source) `./configure && make && make check`, arm64 gcc")
     p("")
     if bn:
@@ -171,7 +184,29 @@ if build or bn:
         for tool in ["floor", "xrun"]:
             p(f"| {tool} | {cell(build.get(tool))} |")
         p("")
-        p(f"xrun / floor: {verdict(ratio(build.get('xrun'), build.get('floor')), 1.02, '<=')}")
+        p(f"xrun / floor (medians): {verdict(ratio(build.get('xrun'), build.get('floor')), 1.02, '<=')}")
+        if pairs:
+            p("")
+            p(f"Runs were made in pairs, alternating which of the two went first; per-pair ratios "
+              f"{', '.join(f'{x:.3f}' for x in pairs)}: median **{statistics.median(pairs):.3f}x**.")
+        conc = [(a, b) for a, b in tsv("build-conc.tsv") if a != "failed" and b != "failed"]
+        failed = len(tsv("build-conc.tsv")) - len(conc)
+        if conc or failed:
+            p("")
+            p("The same builds in pairs started *at the same time* (each build is mostly serial; two of them")
+            p("on this 2-vCPU machine see the same machine, whatever its neighbours do meanwhile):")
+            p("")
+            p("| pair | floor | xrun | xrun / floor |")
+            p("|---|---|---|---|")
+            rs = []
+            for i, (a, b) in enumerate(conc, 1):
+                rs.append(float(b) / float(a))
+                p(f"| {i} | {fmt(float(a))} | {fmt(float(b))} | {rs[-1]:.3f} |")
+            if failed:
+                p(f"| - | {failed} pair(s) failed | | |")
+            if rs:
+                p("")
+                p(f"xrun / floor, concurrent pairs: {verdict(statistics.median(rs), 1.02, '<=')} (median of {len(rs)})")
     p("")
 
 # ---- make

@@ -17,7 +17,8 @@
 #   BENCH_ONLY        comma list of sections: start,pull,build,make,mem,breakdown (all)
 #   BENCH_RUNS        hyperfine runs for start times (30)
 #   BENCH_COLD_RUNS   runs of each cold pull (5)
-#   BENCH_BUILD_RUNS  runs of each emulated build (2)
+#   BENCH_BUILD_RUNS  pairs of emulated builds, floor and xrun in alternating order (2)
+#   BENCH_BUILD_CONC  pairs of emulated builds, floor and xrun at the same time (3)
 #   BENCH_HOST_BINFMT=1  also time podman on arm64, which needs a *host*
 #                     binfmt_misc handler: registers one (as root, machine-wide)
 #                     for the duration of that measurement. Off by default: it
@@ -34,6 +35,7 @@ ONLY=${BENCH_ONLY:-start,pull,build,make,mem,breakdown}
 RUNS=${BENCH_RUNS:-30}
 COLD_RUNS=${BENCH_COLD_RUNS:-5}
 BUILD_RUNS=${BENCH_BUILD_RUNS:-2}
+BUILD_CONC=${BENCH_BUILD_CONC:-3}
 OUT=${BENCH_OUT:-$HERE/RESULTS.md}
 QEMU=/usr/bin/qemu-aarch64-static
 BINFMT_CONF=/usr/lib/binfmt.d/qemu-aarch64.conf
@@ -172,6 +174,19 @@ rootfs_of() {
 	local d
 	d=$("$BIN/crane" digest --platform "$2" "$1")
 	echo "$U/cache/rootfs/${d#sha256:}"
+}
+
+# timed FILE CMD...: run CMD as $BUSER; its wall time in seconds (or "failed")
+# goes to FILE.
+timed() {
+	local f=$1 t0
+	shift
+	t0=$EPOCHREALTIME
+	if as_user "$@" >/dev/null 2>&1; then
+		python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.3f}')" "$t0" "$EPOCHREALTIME" >"$f"
+	else
+		echo failed >"$f"
+	fi
 }
 
 # hf NAME [hyperfine args...]: hyperfine as $BUSER, results in $RES/NAME.{json,md}.
@@ -332,11 +347,30 @@ if want build; then
 		# A first run checks the workload itself and warms the page cache.
 		as_user sh -c "$prep && cd $W/z && xrun --platform linux/arm64 $BUILDD -- sh -c '$job'" ||
 			die "zlib build under xrun failed"
-		hf build --runs "$BUILD_RUNS" \
-			-n floor --prepare "$prep" \
-			"floor -e $QEMU -m '$MAGIC' -k '$MASK' -b /dev:/dev -b $W/z:/mnt -t /tmp -w /mnt $BROOT sh -c '$job'" \
-			-n xrun --prepare "$prep" \
-			"cd $W/z && xrun --platform linux/arm64 $BUILDD -- sh -c '$job'"
+		# Builds last minutes and this machine drifts by several percent over
+		# that time: measure in pairs, alternating which goes first, and
+		# report the median of the per-pair ratios besides the medians.
+		fl=(-n floor --prepare "$prep" "floor -e $QEMU -m '$MAGIC' -k '$MASK' -b /dev:/dev -b $W/z:/mnt -t /tmp -w /mnt $BROOT sh -c '$job'")
+		xr=(-n xrun --prepare "$prep" "cd $W/z && xrun --platform linux/arm64 $BUILDD -- sh -c '$job'")
+		for i in $(seq "$BUILD_RUNS"); do
+			if [ $((i % 2)) = 1 ]; then
+				hf "build-$i" --runs 1 "${fl[@]}" "${xr[@]}"
+			else
+				hf "build-$i" --runs 1 "${xr[@]}" "${fl[@]}"
+			fi
+		done
+		# The same pairs run at the same time (two mostly serial builds on
+		# this 2-vCPU machine): both see the same machine, whatever its
+		# neighbours do during those minutes.
+		for i in $(seq "$BUILD_CONC"); do
+			as_user sh -c "rm -rf $W/cf $W/cx && mkdir $W/cf $W/cx && tar -xf $ZSRC -C $W/cf --strip-components=1 && tar -xf $ZSRC -C $W/cx --strip-components=1"
+			timed "$RES/conc-floor" floor -e "$QEMU" -m "$MAGIC" -k "$MASK" -b /dev:/dev -b "$W/cf:/mnt" -t /tmp -w /mnt "$BROOT" sh -c "$job" &
+			fpid=$!
+			timed "$RES/conc-xrun" sh -c "cd $W/cx && xrun --platform linux/arm64 $BUILDD -- sh -c '$job'" &
+			wait "$fpid" $! # not a bare wait: the registry is a background job too
+			printf '%s\t%s\n' "$(cat "$RES/conc-floor")" "$(cat "$RES/conc-xrun")" >>"$RES/build-conc.tsv"
+		done
+		rm -f "$RES/conc-floor" "$RES/conc-xrun"
 		echo "zlib	$(basename "$ZSRC")" >>"$RES/machine.tsv"
 	fi
 fi
@@ -395,6 +429,22 @@ if want mem; then
 fi
 
 # ---------------------------------------------------------------- 6. start-up breakdown
+# build_noseal OUT: xrun built with libcontainer's exeseal.IsSelfExeCloned()
+# gate forced true, so "runc init" is /proc/self/exe itself (no memfd copy).
+build_noseal() {
+	local out=$1 mod t
+	mod=$(cd "$REPO" && go list -m -f '{{.Dir}}' github.com/opencontainers/runc) || return 1
+	t=$(mktemp -d)
+	cp -r "$mod" "$t/runc" && chmod -R u+w "$t/runc" || return 1
+	sed -i 's/if exeseal.IsSelfExeCloned() {/if true || exeseal.IsSelfExeCloned() {/' "$t/runc/libcontainer/container_linux.go"
+	grep -q 'if true || exeseal.IsSelfExeCloned()' "$t/runc/libcontainer/container_linux.go" || { rm -rf "$t"; return 1; }
+	cp "$REPO/go.mod" "$REPO/go.sum" "$t/"
+	(cd "$REPO" && go mod edit -modfile="$t/go.mod" -replace "github.com/opencontainers/runc=$t/runc" &&
+		GOFLAGS="-modfile=$t/go.mod" make -s build BIN_OUT="$out") >&2
+	local rc=$?
+	rm -rf "$t"
+	return $rc
+}
 if want breakdown; then
 	log "start-up breakdown"
 	ARM=${ARM:-$(rootfs_of "$BUSYBOX" linux/arm64)}
@@ -414,6 +464,18 @@ if want breakdown; then
 		-n "xrun arm64 -- true ($BUSER, 65536 ids via newuidmap)" "xrun --platform linux/arm64 $BUSYBOX -- true" \
 		-n "qemu-aarch64-static busybox true (no container)" "$QEMU $ARM/bin/busybox true"
 	exps=("$RES/exp.json")
+	# What libcontainer's copy of the binary into a sealed memfd costs on
+	# every run: the same xrun built against a copy of libcontainer whose
+	# exeseal gate is patched out. An experiment only: that copy is what keeps
+	# a container from rewriting a binary the user can write (CVE-2019-5736).
+	if build_noseal "$BIN/xrun-noseal"; then
+		hf exp-noseal -N --warmup 5 --runs "$RUNS" \
+			-n "xrun native -- true (as shipped)" "xrun --platform linux/amd64 $BUSYBOX -- true" \
+			-n "xrun native -- true (libcontainer patched: no memfd copy; experiment)" "xrun-noseal --platform linux/amd64 $BUSYBOX -- true"
+		exps+=("$RES/exp-noseal.json")
+	else
+		note breakdown noseal "could not build the patched-libcontainer variant (go, module cache)"
+	fi
 	if id xrunnosub >/dev/null 2>&1; then
 		NS=$WORK/nosub
 		rm -rf "$NS"; mkdir -p "$NS"; chown xrunnosub: "$NS"
