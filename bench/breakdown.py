@@ -108,3 +108,9 @@ if len(sys.argv) > 2:
               f"{(shipped - patched) * 1000:.1f} ms of {shipped * 1000:.1f} ms "
               f"({(shipped - patched) / shipped * 100:.0f}%)")
         print()
+    thp = next((v for k, v in med.items() if "(shmem huge pages" in k), None)
+    if shipped and thp:
+        print(f"- with shared-memory huge pages (`within_size`, a machine setting; `xrun doctor` mentions it), "
+              f"the same run as shipped: {thp * 1000:.1f} ms instead of {shipped * 1000:.1f} ms "
+              f"(separate hyperfine runs)")
+        print()

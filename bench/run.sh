@@ -96,8 +96,10 @@ MASK=$(cut -d: -f6 "$BINFMT_CONF")
 # ---------------------------------------------------------------- registry
 REGPID=
 HOSTBINFMT=
+HOSTTHP=
 cleanup() {
 	[ -n "$REGPID" ] && kill "$REGPID" 2>/dev/null || true
+	[ -n "$HOSTTHP" ] && echo "$HOSTTHP" >/sys/kernel/mm/transparent_hugepage/shmem_enabled || true
 	[ -n "$HOSTBINFMT" ] && [ -e "$HOSTBINFMT" ] && echo -1 >"$HOSTBINFMT" || true
 }
 trap cleanup EXIT
@@ -475,6 +477,18 @@ if want breakdown; then
 		exps+=("$RES/exp-noseal.json")
 	else
 		note breakdown noseal "could not build the patched-libcontainer variant (go, module cache)"
+	fi
+	# The same copy when shared memory may use transparent huge pages (a
+	# machine-wide setting: changed for this one measurement, then restored;
+	# `xrun doctor` tells users about it).
+	THP=/sys/kernel/mm/transparent_hugepage/shmem_enabled
+	thp_was=$(sed -n 's/.*\[\(.*\)\].*/\1/p' "$THP" 2>/dev/null || true)
+	if [ -n "$thp_was" ] && [ "$thp_was" != within_size ] && echo within_size >"$THP" 2>/dev/null; then
+		HOSTTHP=$thp_was
+		hf exp-thp -N --warmup 5 --runs "$RUNS" \
+			-n "xrun native -- true (shmem huge pages within_size, was $thp_was; separate run)" "xrun --platform linux/amd64 $BUSYBOX -- true"
+		echo "$thp_was" >"$THP" && HOSTTHP=
+		exps+=("$RES/exp-thp.json")
 	fi
 	if id xrunnosub >/dev/null 2>&1; then
 		NS=$WORK/nosub

@@ -114,3 +114,44 @@ func TestFreeSubStart(t *testing.T) {
 		t.Errorf("freeSubStart = %d, want 327680", got)
 	}
 }
+
+func TestStartupHugePages(t *testing.T) {
+	for _, tc := range []struct {
+		setting string
+		status  Status
+		want    string
+	}{
+		{"always within_size advise [never] deny force", Info, "echo within_size | sudo tee"},
+		{"always within_size [advise] never deny force", Info, "shmem_enabled: advise"},
+		{"always [within_size] advise never deny force", OK, "huge pages (within_size)"},
+		{"[always] within_size advise never deny force", OK, "huge pages (always)"},
+	} {
+		procSys, etc := fakeMachine(t, nil, "ID=debian\n")
+		thp := filepath.Join(t.TempDir(), "shmem_enabled")
+		os.WriteFile(thp, []byte(tc.setting+"\n"), 0o644)
+		r := Run(context.Background(), Options{
+			Platforms: []Platform{{GOARCH: "arm64"}},
+			CacheDir:  t.TempDir(),
+			Binfmt:    binfmt.Options{KernelRelease: "6.8.0", Emulator: "/nonexistent/qemu"},
+			procSys:   procSys, etc: etc, shmemTHP: thp,
+			probe: func(context.Context, string) (*probeResult, error) {
+				return nil, errors.New("not probed in this test")
+			},
+			smoke: func(context.Context, *binfmt.Plan, *slog.Logger) (time.Duration, error) { return 0, nil },
+		})
+		c := find(r, "start-up")
+		if c == nil || c.Status != tc.status || !strings.Contains(c.Detail, tc.want) {
+			t.Errorf("%q: start-up check = %+v, want status %v and %q", tc.setting, c, tc.status, tc.want)
+		}
+	}
+	procSys, etc := fakeMachine(t, nil, "ID=debian\n")
+	r := Run(context.Background(), Options{
+		CacheDir: t.TempDir(), Binfmt: binfmt.Options{KernelRelease: "6.8.0", Emulator: "/nonexistent/qemu"},
+		procSys: procSys, etc: etc, shmemTHP: "/nonexistent/shmem_enabled",
+		probe: func(context.Context, string) (*probeResult, error) { return nil, errors.New("no") },
+		smoke: func(context.Context, *binfmt.Plan, *slog.Logger) (time.Duration, error) { return 0, nil },
+	})
+	if c := find(r, "start-up"); c == nil || c.Status != Info || !strings.Contains(c.Detail, "cannot read") {
+		t.Errorf("unreadable setting: start-up check = %+v", c)
+	}
+}
