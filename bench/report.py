@@ -127,7 +127,9 @@ if pull:
     p("")
     p("| tool | time |")
     p("|---|---|")
-    for tool in ["xrun pull", "skopeo copy + umoci unpack", "podman pull", "crane export | tar"]:
+    for tool in ["xrun pull", "skopeo copy + umoci unpack", "skopeo copy + umoci unpack, then sync", "podman pull", "crane export | tar"]:
+        if tool.endswith("then sync") and tool not in pull:
+            continue
         r = pull.get(tool)
         p(f"| {tool} | {cell(r) if r else 'not measured: ' + (why('pull', tool) or '?')} |")
     p("")
@@ -135,6 +137,9 @@ if pull:
     p("| ratio | value |")
     p("|---|---|")
     p(f"| xrun / (skopeo + umoci) | {verdict(ratio(x, pull.get('skopeo copy + umoci unpack')), 0.7, '<=')} |")
+    r = ratio(x, pull.get("skopeo copy + umoci unpack, then sync"))
+    if r:
+        p(f"| xrun / (skopeo + umoci, then sync: both on disk) | {r:.2f}x |")
     r = ratio(x, pull.get("podman pull"))
     p(f"| xrun / podman pull | {f'{r:.2f}x' if r else 'n/a'} |")
     r = ratio(x, pull.get("crane export | tar"))

@@ -291,20 +291,25 @@ fi
 if want pull; then
 	log "cold pull + unpack of $MINBASE"
 	P=$U/pull
-	cmds=(-n "xrun pull" --prepare "rm -rf $P/xrun" "env XRUN_CACHE=$P/xrun xrun pull --platform linux/arm64 $MINBASE")
+	# Every prepare ends with sync: one tool's dirty pages would otherwise be
+	# written back during the next one's measurement (xrun's syncfs waits for
+	# all of them). "then sync" rows time the data reaching the disk, which is
+	# what xrun's pull guarantees (fsync'd blobs, syncfs'd rootfs).
+	cmds=(-n "xrun pull" --prepare "rm -rf $P/xrun && sync" "env XRUN_CACHE=$P/xrun xrun pull --platform linux/arm64 $MINBASE")
 	if command -v skopeo >/dev/null && command -v umoci >/dev/null; then
-		cmds+=(-n "skopeo copy + umoci unpack" --prepare "rm -rf $P/oci $P/umoci"
-			"skopeo copy -q --src-tls-verify=false --override-arch arm64 docker://$MINBASE oci:$P/oci:bench && umoci raw unpack --rootless --image $P/oci:bench $P/umoci")
+		su="skopeo copy -q --src-tls-verify=false --override-arch arm64 docker://$MINBASE oci:$P/oci:bench && umoci raw unpack --rootless --image $P/oci:bench $P/umoci"
+		cmds+=(-n "skopeo copy + umoci unpack" --prepare "rm -rf $P/oci $P/umoci && sync" "$su"
+			-n "skopeo copy + umoci unpack, then sync" --prepare "rm -rf $P/oci $P/umoci && sync" "$su && sync")
 	else
 		note pull "skopeo copy + umoci unpack" "skopeo or umoci not installed (apt-get install skopeo umoci)"
 	fi
 	if [ -n "$PODMAN_OK" ]; then
-		cmds+=(-n "podman pull" --prepare "podman rmi -a -f >/dev/null 2>&1 || true"
+		cmds+=(-n "podman pull" --prepare "podman rmi -a -f >/dev/null 2>&1; sync"
 			"podman pull -q --tls-verify=false --platform linux/arm64 $MINBASE >/dev/null")
 	else
 		note pull "podman pull" "$PODMAN_WHY"
 	fi
-	cmds+=(-n "crane export | tar" --prepare "rm -rf $P/crane && mkdir -p $P/crane"
+	cmds+=(-n "crane export | tar" --prepare "rm -rf $P/crane && mkdir -p $P/crane && sync"
 		"crane export --platform linux/arm64 $MINBASE - | tar -x -C $P/crane")
 	as_user mkdir -p "$P"
 	hf pull --runs "$COLD_RUNS" "${cmds[@]}"
