@@ -45,6 +45,7 @@ integration: build
 validate:
 	@bad=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$bad" ]; then echo "gofmt needed: $$bad"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags '$(TAGS)' ./...
 	$(GO) vet -tags integration ./integration/
 	$(GO) mod tidy -diff
 
