@@ -29,7 +29,8 @@ var doctorCommand = &cli.Command{
 	Description: `Checks the kernel (binfmt_misc per user namespace), user namespaces and
 the sysctls that restrict them, subordinate ids and newuidmap, rootless
 overlayfs, the emulators found (version, static or not), the host's binfmt
-handlers and the cache; then runs a tiny test program of each platform in a
+handlers, the cache, and (for information) whether shared memory may use
+huge pages, which makes each run's start faster; then runs a tiny test program of each platform in a
 real container. Each problem comes with the command that fixes it on this
 machine. Exit status: 0 when everything needed works, 1 otherwise.
 
