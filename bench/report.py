@@ -58,6 +58,15 @@ def cell(r):
     return f"{fmt(med(r))} (min {fmt(r['min'])}, σ {fmt(r['stddev'])}, n={len(r['times'])})"
 
 
+def time_rows(results, tools, missing):
+    """The rows of a "| tool | time |" table; missing(tool) says why a tool has no result."""
+    p("| tool | time |")
+    p("|---|---|")
+    for tool in tools:
+        r = results.get(tool)
+        p(f"| {tool} | {cell(r) if r else missing(tool)} |")
+
+
 def ratio(a, b):
     if a is None or b is None:
         return None
@@ -125,13 +134,10 @@ pull = load("pull")
 if pull:
     p("## Cold pull + unpack (Debian bookworm minbase arm64, 2 layers, empty caches)")
     p("")
-    p("| tool | time |")
-    p("|---|---|")
-    for tool in ["xrun pull", "skopeo copy + umoci unpack", "skopeo copy + umoci unpack, then sync", "podman pull", "crane export | tar"]:
-        if tool.endswith("then sync") and tool not in pull:
-            continue
-        r = pull.get(tool)
-        p(f"| {tool} | {cell(r) if r else 'not measured: ' + (why('pull', tool) or '?')} |")
+    tools = ["xrun pull", "skopeo copy + umoci unpack", "skopeo copy + umoci unpack, then sync", "podman pull", "crane export | tar"]
+    # The "then sync" row exists only where skopeo and umoci do (its note is theirs).
+    tools = [t for t in tools if not t.endswith("then sync") or t in pull]
+    time_rows(pull, tools, lambda t: "not measured: " + (why("pull", t) or "?"))
     p("")
     x = pull.get("xrun pull")
     p("| ratio | value |")
@@ -150,11 +156,7 @@ pt = load("pull-tmpfs")
 if pt:
     p("### The same, caches on a tmpfs (the work itself, without disk writeback)")
     p("")
-    p("| tool | time |")
-    p("|---|---|")
-    for tool in ["xrun pull", "skopeo copy + umoci unpack"]:
-        r = pt.get(tool)
-        p(f"| {tool} | {cell(r) if r else 'not measured'} |")
+    time_rows(pt, ["xrun pull", "skopeo copy + umoci unpack"], lambda t: "not measured")
     p("")
     p(f"xrun / (skopeo + umoci), tmpfs: {verdict(ratio(pt.get('xrun pull'), pt.get('skopeo copy + umoci unpack')), 0.7, '<=')}")
     p("")
@@ -174,8 +176,10 @@ while os.path.exists(os.path.join(res, f"build-{i}.json")):
 for b in build.values():
     b["min"] = min(b["times"])
     b["stddev"] = statistics.stdev(b["times"]) if len(b["times"]) > 1 else 0.0
+# Pairs started at the same time: "floor seconds<TAB>xrun seconds" lines.
+conc_all = tsv("build-conc.tsv")
 bn = why("build", "zlib")
-if build or bn or tsv("build-conc.tsv"):
+if build or bn or conc_all:
     p("## Emulated build: zlib (Debian's 1.2.13 source) `./configure && make && make check`, arm64 gcc")
     p("")
     if bn:
@@ -184,18 +188,15 @@ if build or bn or tsv("build-conc.tsv"):
         p("Image: Debian bookworm arm64, debootstrap variant buildd (build-essential), second stage")
         p("run under qemu. floor: the same rootfs (xrun's cache), with /dev bound, the source at /mnt, /tmp a tmpfs.")
         p("")
-        p("| tool | time |")
-        p("|---|---|")
-        for tool in ["floor", "xrun"]:
-            p(f"| {tool} | {cell(build.get(tool))} |")
+        time_rows(build, ["floor", "xrun"], lambda t: "n/a")
         p("")
         p(f"xrun / floor (medians): {verdict(ratio(build.get('xrun'), build.get('floor')), 1.02, '<=')}")
         if pairs:
             p("")
             p(f"Runs were made in pairs, alternating which of the two went first; per-pair ratios "
               f"{', '.join(f'{x:.3f}' for x in pairs)}: median **{statistics.median(pairs):.3f}x**.")
-        conc = [(a, b) for a, b in tsv("build-conc.tsv") if a != "failed" and b != "failed"]
-        failed = len(tsv("build-conc.tsv")) - len(conc)
+        conc = [(a, b) for a, b in conc_all if a != "failed" and b != "failed"]
+        failed = len(conc_all) - len(conc)
         if conc or failed:
             p("")
             p("The same builds in pairs started *at the same time* (each build is mostly serial; two of them")
