@@ -30,9 +30,9 @@ var doctorCommand = &cli.Command{
 the sysctls that restrict them, subordinate ids and newuidmap, rootless
 overlayfs, the emulators found (version, static or not), the host's binfmt
 handlers, the cache, and (for information) whether shared memory may use
-huge pages, which makes each run's start faster; then runs a tiny test program of each platform in a
-real container. Each problem comes with the command that fixes it on this
-machine. Exit status: 0 when everything needed works, 1 otherwise.
+huge pages, which makes each run's start faster; then runs a tiny test
+program of each platform in a real container. Each problem comes with the
+command that fixes it on this machine. Exit status: 0 when everything needed works, 1 otherwise.
 
 Without --platform every architecture xrun knows is checked, and a missing
 emulator is only a warning unless no foreign platform can run at all.
