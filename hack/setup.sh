@@ -18,7 +18,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEBS_DIR="$REPO/integration/testdata/debs"
 
 # Debian architecture names. amd64 is the host; the rest are foreign.
-FOREIGN_ARCHES=(arm64 armhf ppc64el s390x)
+FOREIGN_ARCHES=(arm64 armhf ppc64el s390x i386)
 DEB_ARCHES=(amd64 "${FOREIGN_ARCHES[@]}")
 # gcc-*-linux-gnu: the cross compilers of the examples/ project, whose tests
 # the integration suite runs under xrun.

@@ -226,7 +226,7 @@ func TestEmulatorInstall(t *testing.T) {
 		}
 		for _, p := range []testPlatform{platformByName("linux/arm64"), platformByName("linux/riscv64")} {
 			out, stderr, code := run(t, opts{user: u, env: env}, "--verbose", "--no-emulator-pull", "--platform", p.Name, img, "--", "uname", "-m")
-			if code != 0 || out != p.UnameM+"\n" {
+			if code != 0 || out != p.Uname()+"\n" {
 				t.Errorf("%s: uname -m %q, exit %d", p.Name, out, code)
 			}
 			if !strings.Contains(stderr, "emulator="+filepath.Join(cacheDir, "emulators", runtime.GOARCH)) {
@@ -291,4 +291,36 @@ func TestDoctor(t *testing.T) {
 			t.Errorf("doctor stderr %q", stderr)
 		}
 	})
+}
+
+// TestIA32 runs the linux/386 image as both users the way this machine
+// allows: natively where the kernel runs 32-bit x86 programs, else under
+// qemu-i386 with --verbose saying why (IA-32 emulation off). Which way is
+// decided by the harness running a 32-bit program itself, not by xrun.
+func TestIA32(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skip("32-bit x86 is native or emulated only on amd64 hosts")
+	}
+	p := platformByName("linux/386")
+	t.Logf("this kernel runs 32-bit x86 programs: %v", p.Native())
+	for _, user := range testUsers {
+		t.Run(user, func(t *testing.T) {
+			u := needRun(t, user, p)
+			out, stderr, code := run(t, opts{user: u}, "--verbose", "--platform", p.Name, h.reg.ref(busyboxRepo),
+				"--", "sh", "-c", "uname -m; exit 7")
+			if code != 7 || out != p.Uname()+"\n" {
+				t.Fatalf("uname -m = %q, exit %d; want %q, exit 7\n%s", out, code, p.Uname(), stderr)
+			}
+			if p.Native() {
+				if !strings.Contains(stderr, "strategy=native") {
+					t.Errorf("IA-32 runs here but --verbose does not say native: %q", stderr)
+				}
+				return
+			}
+			if !strings.Contains(stderr, "strategy=namespaced emulator=/usr/bin/"+p.Qemu) ||
+				!strings.Contains(stderr, "does not run 32-bit x86 programs") {
+				t.Errorf("--verbose does not say 386 is emulated and why: %q", stderr)
+			}
+		})
+	}
 }

@@ -205,8 +205,8 @@ func TestHarnessQemu(t *testing.T) {
 				argv = append([]string{"/usr/bin/" + p.Qemu}, argv...)
 			}
 			out, _, code := runAs(t, opts{user: u}, argv...)
-			if code != 0 || strings.TrimSpace(out) != p.UnameM {
-				t.Errorf("uname -m: %q exit %d, want %q", out, code, p.UnameM)
+			if code != 0 || strings.TrimSpace(out) != p.Uname() {
+				t.Errorf("uname -m: %q exit %d, want %q", out, code, p.Uname())
 			}
 		})
 	}

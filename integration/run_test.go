@@ -82,8 +82,8 @@ func testPlatform1(t *testing.T, u *testUser, p testPlatform) {
 	// The first run pulls and unpacks; later ones use the cache.
 	t.Run("uname", func(t *testing.T) {
 		out, _, code := xrun(t, opts{}, "uname", "-m")
-		if code != 0 || out != p.UnameM+"\n" {
-			t.Fatalf("uname -m: %q, exit %d; want %q, exit 0", out, code, p.UnameM+"\n")
+		if code != 0 || out != p.Uname()+"\n" {
+			t.Fatalf("uname -m: %q, exit %d; want %q, exit 0", out, code, p.Uname()+"\n")
 		}
 	})
 
@@ -221,7 +221,7 @@ func TestLayers(t *testing.T) {
 			u := needRun(t, subUserName, p)
 			out, _, code := run(t, opts{user: u}, "--platform", p.Name, h.reg.ref(layersRepo), "--",
 				"sh", "-c", "test ! -e /etc/removed-by-layer2 && /bin/cat /etc/added-by-layer2 && /bin/ls /data && /bin/uname -m")
-			if want := "layer2\nnew\n" + p.UnameM + "\n"; code != 0 || out != want {
+			if want := "layer2\nnew\n" + p.Uname() + "\n"; code != 0 || out != want {
 				t.Errorf("got %q exit %d, want %q exit 0", out, code, want)
 			}
 		})
@@ -437,7 +437,7 @@ func TestNoHostBinfmt(t *testing.T) {
 		}
 		needQemu(t, p)
 		out, _, code := run(t, opts{user: u}, "--platform", p.Name, h.reg.ref(busyboxRepo), "--", "uname", "-m")
-		if code != 0 || out != p.UnameM+"\n" {
+		if code != 0 || out != p.Uname()+"\n" {
 			t.Errorf("%s: uname -m %q, exit %d", p.Name, out, code)
 		}
 	}

@@ -134,7 +134,7 @@ func TestSeedScenario(t *testing.T) {
 				t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, tailOf(out, 4000), tailOf(stderr, 4000))
 			}
 			t.Logf("end of the output: %s", tailOf(out, 200))
-			want := "hello machine=" + p.UnameM
+			want := "hello machine=" + p.Uname()
 			if !strings.Contains(out, want+"\n") {
 				t.Errorf("the program did not print %q: %q", want, tailOf(out, 2000))
 			}

@@ -69,7 +69,7 @@ Examples:
 		}
 		cache := engine.DefaultCacheDir()
 		bo.Emulator = c.String("emulator")
-		bo.InstalledDir = engine.EmulatorDir(cache)
+		bo = engine.CacheBinfmtOptions(bo, cache)
 		out := c.App.Writer
 		if c.Bool("quiet") {
 			out = &problemsOnly{w: out}

@@ -94,7 +94,7 @@ Examples:
 				}
 				cache := engine.DefaultCacheDir()
 				bo.Emulator = c.String("emulator")
-				bo.InstalledDir = engine.EmulatorDir(cache)
+				bo = engine.CacheBinfmtOptions(bo, cache)
 				return listEmulators(c, bo, cache)
 			},
 		},

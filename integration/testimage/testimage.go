@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -25,6 +27,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/xrun-dev/xrun/pkg/binfmt"
 )
 
 // Repositories (with tag) that Push writes, relative to the registry.
@@ -46,7 +50,7 @@ type Platform struct {
 	Name              string // as given to --platform
 	OS, Arch, Variant string // OCI platform
 	Deb               string // Debian arch of busybox-static; "" = cross-compiled minibox
-	UnameM            string // `uname -m` inside
+	UnameM            string // `uname -m` inside, when emulated (see Uname)
 	Qemu              string // static emulator in /usr/bin when the host cannot run it natively
 	Machine           elf.Machine
 	Class             elf.Class
@@ -62,13 +66,70 @@ func (p Platform) BinName() string {
 	return "busybox"
 }
 
-// Native reports whether the host runs the platform's binaries itself.
-func (p Platform) Native() bool { return p.HostArch == runtime.GOARCH }
+// Native reports whether the host runs the platform's binaries itself:
+// its own arch, or 32-bit x86 on an amd64 kernel that runs such programs
+// (IA-32 emulation can be off; see runsIA32).
+func (p Platform) Native() bool {
+	if p.HostArch == runtime.GOARCH {
+		return true
+	}
+	return p.Arch == "386" && runtime.GOARCH == "amd64" && runsIA32()
+}
+
+// Uname is `uname -m` inside: UnameM, but a 32-bit x86 program run natively
+// by an x86_64 kernel sees "x86_64" (only qemu-i386 or the PER_LINUX32
+// personality say i686).
+func (p Platform) Uname() string {
+	if p.Arch == "386" && p.Native() {
+		return "x86_64"
+	}
+	return p.UnameM
+}
+
+var ia32 = sync.OnceValue(func() bool {
+	ok, err := runsIA32Program()
+	if err != nil {
+		panic(err)
+	}
+	return ok
+})
+
+// runsIA32 reports whether this machine executes 32-bit x86 programs. It
+// asks the kernel by running one from a file, independently of xrun's own
+// probe (which this answer checks).
+func runsIA32() bool { return ia32() }
+
+func runsIA32Program() (bool, error) {
+	prog, err := binfmt.TestProgram("386")
+	if err != nil {
+		return false, err
+	}
+	dir, err := os.MkdirTemp("", "ia32-")
+	if err != nil {
+		return false, err
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "prog")
+	if err := os.WriteFile(path, prog, 0o755); err != nil {
+		return false, err
+	}
+	err = exec.Command(path).Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee) && ee.ExitCode() == binfmt.TestProgramStatus:
+		return true, nil
+	case errors.Is(err, syscall.ENOEXEC):
+		return false, nil
+	}
+	return false, fmt.Errorf("running a 32-bit x86 test program: %v", err)
+}
 
 // Platforms are the platforms of BusyboxRepo. Debian bookworm has no
 // riscv64 port, so that image carries a Go program
 // (integration/testdata/minibox).
 var Platforms = []Platform{
+	{Name: "linux/386", OS: "linux", Arch: "386", Deb: "i386", UnameM: "i686",
+		Qemu: "qemu-i386-static", Machine: elf.EM_386, Class: elf.ELFCLASS32, Data: elf.ELFDATA2LSB, HostArch: "386"},
 	{Name: "linux/amd64", OS: "linux", Arch: "amd64", Deb: "amd64", UnameM: "x86_64",
 		Qemu: "qemu-x86_64-static", Machine: elf.EM_X86_64, Class: elf.ELFCLASS64, Data: elf.ELFDATA2LSB, HostArch: "amd64"},
 	{Name: "linux/arm64", OS: "linux", Arch: "arm64", Deb: "arm64", UnameM: "aarch64",

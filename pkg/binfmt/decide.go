@@ -107,11 +107,19 @@ type Options struct {
 	KernelRelease string
 	// Logger defaults to discarding.
 	Logger *slog.Logger
+	// ProbeDir is where the answers of the native-support probes (does
+	// this kernel run 32-bit x86 programs?) are remembered for the current
+	// boot, one small file each; "" probes every time.
+	ProbeDir string
 
 	// Seams for tests: getenv defaults to os.Getenv; systemDirs (nil: the
-	// defaults above) replaces the fixed directories searched after $PATH.
+	// defaults above) replaces the fixed directories searched after $PATH;
+	// compatProbe replaces the probe of native support.
 	getenv     func(string) string
 	systemDirs *systemDirs
+	// compatProbe, when set, answers nativeSupport's probe of this
+	// machine (tests inject both answers).
+	compatProbe func(a *Arch) (bool, string)
 }
 
 type systemDirs struct {
@@ -168,6 +176,10 @@ type Plan struct {
 	Emulator string
 	// HostFlags are the host handler's flags ("F", "OCF", ...), HostHandler only.
 	HostFlags string
+	// NotNative says, for an arch that this host's CPU family can run
+	// natively (Arch.NativeOn), why this machine does not, e.g. "this
+	// kernel refuses 32-bit x86 programs ...": the reason it is emulated.
+	NotNative string `json:",omitempty"`
 }
 
 // Decide picks how binaries for goarch/variant run, in this order:
@@ -196,18 +208,44 @@ func Decide(goarch, variant string, opts Options) (*Plan, error) {
 			goarch, variant, strings.Join(a.Variants, ", "))}
 	}
 	force := opts.Force
+	var notNative string // why a host of a NativeOn arch cannot run a's binaries
 	if force == "" || force == Native {
-		if runsNatively(a, opts.HostGOARCH) {
-			log.Debug("binfmt: native", "host", opts.HostGOARCH)
+		native, why := nativeSupport(a, &opts)
+		if native {
+			log.Debug("binfmt: native", "host", opts.HostGOARCH, "why", why)
 			return &Plan{Strategy: Native, Arch: a}, nil
 		}
+		if slices.Contains(a.NativeOn, opts.HostGOARCH) {
+			notNative = why
+			log.Debug("binfmt: not native", "host", opts.HostGOARCH, "why", why)
+		}
 		if force == Native {
+			if notNative != "" {
+				return nil, &planError{kind: ErrNotNative, msg: fmt.Sprintf(
+					"strategy native was forced (XRUN_BINFMT_STRATEGY) but %s: unset it", notNative)}
+			}
 			return nil, &planError{kind: ErrNotNative, msg: fmt.Sprintf(
 				"strategy native was forced (XRUN_BINFMT_STRATEGY) but a linux/%s host cannot run linux/%s binaries: unset it",
 				opts.HostGOARCH, goarch)}
 		}
 	}
+	plan, err := decideEmulated(a, force, opts, log)
+	if err != nil && notNative != "" {
+		var pe *planError
+		if errors.As(err, &pe) {
+			// Say why the host's own CPU does not run them: the user
+			// expects it to (386 on amd64, arm on arm64).
+			err = &planError{kind: pe.kind, msg: pe.msg + " (" + notNative + ")"}
+		}
+	}
+	if plan != nil {
+		plan.NotNative = notNative
+	}
+	return plan, err
+}
 
+// decideEmulated is Decide's choice among the emulated strategies.
+func decideEmulated(a *Arch, force Strategy, opts Options, log *slog.Logger) (*Plan, error) {
 	// Namespaced registration first: it needs nothing from the host but a
 	// static qemu, and does not depend on how (or whether) the host's
 	// handlers are set up.
@@ -258,47 +296,6 @@ func Decide(goarch, variant string, opts Options) (*Plan, error) {
 		"kernel %s cannot register binfmt handlers in a user namespace (needs Linux 6.7+) and %s: "+
 			"ask an admin to register qemu-user-static with the F flag (e.g. update-binfmts --enable qemu-%s) or upgrade the kernel",
 		shortRelease(opts.KernelRelease), what, a.Name)}
-}
-
-// runsNatively reports whether a host of GOARCH host runs a's binaries.
-func runsNatively(a *Arch, host string) bool {
-	if a.GOARCH == host {
-		return true
-	}
-	if !slices.Contains(a.NativeOn, host) {
-		return false
-	}
-	if a.GOARCH == "arm" && host == "arm64" && runtime.GOARCH == "arm64" {
-		// The table says "possible": ask this CPU (only when it is the host
-		// asked about; a faked HostGOARCH in tests is taken at its word).
-		return aarch32Supported()
-	}
-	// 386 on amd64 needs CONFIG_IA32_EMULATION (and not ia32_emulation=0 on
-	// the command line); every distribution kernel has it, so it is assumed.
-	return true
-}
-
-// perLinux32 is PER_LINUX32 from <linux/personality.h>.
-const perLinux32 = 0x0008
-
-// aarch32Supported reports whether this arm64 machine runs 32-bit ARM
-// binaries. On arm64, personality(PER_LINUX32) fails with EINVAL unless the
-// kernel has CONFIG_COMPAT and every CPU implements AArch32 at EL0
-// (arch/arm64/kernel/sys.c, system_supports_32bit_el0), which is exactly
-// what running an arm binary natively needs. Personality is per thread, so
-// the probe locks the thread and restores the old value.
-func aarch32Supported() bool {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	old, _, errno := unix.RawSyscall(unix.SYS_PERSONALITY, 0xffffffff, 0, 0)
-	if errno != 0 {
-		return false
-	}
-	if _, _, errno = unix.RawSyscall(unix.SYS_PERSONALITY, perLinux32, 0, 0); errno != 0 {
-		return false
-	}
-	unix.RawSyscall(unix.SYS_PERSONALITY, old, 0, 0)
-	return true
 }
 
 // kernelAtLeast compares the major.minor of a release such as

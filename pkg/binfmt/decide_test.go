@@ -57,6 +57,7 @@ func TestDecide(t *testing.T) {
 		installed       string            // Options.InstalledDir; $ROOT expanded
 		sysDirs         []string          // Options.SystemDirs (replacing the fake system dirs); $ROOT expanded
 		force           Strategy          // Options.Force
+		noCompat        bool              // the probe says this host does not run its NativeOn arches
 		want            *Plan             // Arch is filled from goarch; $ROOT expanded
 		wantErr         error
 		wantMsg         string // $ROOT expanded
@@ -65,7 +66,20 @@ func TestDecide(t *testing.T) {
 	tests := []tc{
 		{name: "native", goarch: "amd64", want: &Plan{Strategy: Native}},
 		{name: "386 on amd64", goarch: "386", want: &Plan{Strategy: Native}},
+		{name: "386 on amd64 without IA-32", goarch: "386", noCompat: true,
+			files: map[string]string{"usr/bin/qemu-i386-static": static},
+			want:  &Plan{Strategy: Namespaced, Emulator: "$ROOT/usr/bin/qemu-i386-static", NotNative: "probe: no"}},
+		{name: "386 on amd64 without IA-32 or emulator", goarch: "386", noCompat: true, wantErr: ErrNoEmulator,
+			wantMsg: "no emulator for linux/386: " + NoEmulatorHint + " (probe: no)"},
+		{name: "386 on amd64 without IA-32, host handler", goarch: "386", noCompat: true, kernel: "6.1.0",
+			handlers: map[string]string{"qemu-i386": handlerFile("386", "$ROOT/h/qemu-i386-static", "F", true)},
+			want:     &Plan{Strategy: HostHandler, Emulator: "$ROOT/h/qemu-i386-static", HostFlags: "F", NotNative: "probe: no"}},
+		{name: "force native, 386 without IA-32", goarch: "386", noCompat: true, force: Native, wantErr: ErrNotNative,
+			wantMsg: "strategy native was forced (XRUN_BINFMT_STRATEGY) but probe: no: unset it"},
 		{name: "arm on arm64", goarch: "arm", variant: "v7", host: "arm64", want: &Plan{Strategy: Native}},
+		{name: "arm on arm64 without AArch32", goarch: "arm", variant: "v7", host: "arm64", noCompat: true,
+			files: map[string]string{"usr/bin/qemu-arm-static": static},
+			want:  &Plan{Strategy: Namespaced, Emulator: "$ROOT/usr/bin/qemu-arm-static", NotNative: "probe: no"}},
 		{name: "unknown arch that is the host's", goarch: "sparc64", host: "sparc64",
 			want: &Plan{Strategy: Native, Arch: &Arch{Name: "sparc64", GOARCH: "sparc64"}}},
 		{name: "unknown arch", goarch: "sparc64", wantErr: ErrUnknownArch,
@@ -244,6 +258,12 @@ func TestDecide(t *testing.T) {
 				systemDirs: &systemDirs{
 					libexec: filepath.Join(root, "libexec"),
 					bins:    []string{filepath.Join(root, "usr/bin"), filepath.Join(root, "usr/local/bin")},
+				},
+				compatProbe: func(*Arch) (bool, string) {
+					if tt.noCompat {
+						return false, "probe: no"
+					}
+					return true, "probe: yes"
 				},
 			}
 			opts.InstalledDir = expand(tt.installed)

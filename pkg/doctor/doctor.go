@@ -478,15 +478,19 @@ func (d *doctor) checkPlatforms() map[Platform]*binfmt.Plan {
 		plans[p] = plan
 		switch plan.Strategy {
 		case binfmt.Native:
-			d.add(Check{Status: OK, Name: p.String(), Detail: "runs natively"})
+			detail := "runs natively"
+			if _, why, err := binfmt.NativeSupport(p.GOARCH, bo); err == nil && why != "" {
+				detail += ": " + why
+			}
+			d.add(Check{Status: OK, Name: p.String(), Detail: detail})
 		case binfmt.Namespaced:
-			d.add(Check{Status: OK, Name: p.String(), Detail: "namespaced: " + d.describeEmulator(p, plan.Emulator)})
+			d.add(Check{Status: OK, Name: p.String(), Detail: "namespaced: " + d.describeEmulator(p, plan.Emulator) + notNative(plan)})
 		case binfmt.HostHandler:
 			how := "used as it is (F flag)"
 			if !strings.Contains(plan.HostFlags, "F") {
 				how = "its interpreter is bound into the container (no F flag)"
 			}
-			d.add(Check{Status: OK, Name: p.String(), Detail: fmt.Sprintf("host handler with %s, flags %q: %s", plan.Emulator, plan.HostFlags, how)})
+			d.add(Check{Status: OK, Name: p.String(), Detail: fmt.Sprintf("host handler with %s, flags %q: %s", plan.Emulator, plan.HostFlags, how) + notNative(plan)})
 		}
 	}
 	if !explicit && len(plans) == 0 {
@@ -494,6 +498,15 @@ func (d *doctor) checkPlatforms() map[Platform]*binfmt.Plan {
 			Fix: d.fixFor(binfmt.ErrNoEmulator, Platform{GOARCH: "arm64"})})
 	}
 	return plans
+}
+
+// notNative is "; emulated because ..." when the host's CPU family could
+// run the platform natively but this machine does not.
+func notNative(plan *binfmt.Plan) string {
+	if plan.NotNative == "" {
+		return ""
+	}
+	return "; emulated because " + plan.NotNative
 }
 
 // describeEmulator says where the emulator was found, that it is static,

@@ -50,6 +50,20 @@ func EmulatorDir(cacheDir string) string {
 	return filepath.Join(cacheDir, "emulators", runtime.GOARCH)
 }
 
+// ProbeDir is where binfmt remembers, for the current boot, what it probed
+// of this machine (does the kernel run 32-bit x86 programs?).
+func ProbeDir(cacheDir string) string {
+	return filepath.Join(cacheDir, "probes")
+}
+
+// CacheBinfmtOptions returns bo with the directories of cacheDir that
+// binfmt.Decide uses: installed emulators and remembered probes.
+func CacheBinfmtOptions(bo binfmt.Options, cacheDir string) binfmt.Options {
+	bo.InstalledDir = EmulatorDir(cacheDir)
+	bo.ProbeDir = ProbeDir(cacheDir)
+	return bo
+}
+
 // emulatorSourceFile records where the installed emulators came from.
 const emulatorSourceFile = "source.json"
 
@@ -418,9 +432,8 @@ func lockEmulators(ctx context.Context, cacheDir string) (func(), error) {
 // emulator named by --emulator, the cache's installed emulators and the
 // logger.
 func binfmtOptions(o *Options) binfmt.Options {
-	bo := o.Binfmt
+	bo := CacheBinfmtOptions(o.Binfmt, o.CacheDir)
 	bo.Emulator = o.Emulator
-	bo.InstalledDir = EmulatorDir(o.CacheDir)
 	bo.Logger = o.Logger
 	return bo
 }

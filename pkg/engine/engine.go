@@ -179,7 +179,11 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	log.Info("emulation", "strategy", plan.Strategy, "emulator", plan.Emulator)
+	if plan.NotNative != "" {
+		log.Info("emulation", "strategy", plan.Strategy, "emulator", plan.Emulator, "not native", plan.NotNative)
+	} else {
+		log.Info("emulation", "strategy", plan.Strategy, "emulator", plan.Emulator)
+	}
 
 	sopts := sandbox.Options{
 		Lower:     p.Rootfs,
