@@ -59,7 +59,8 @@ func writeAs(t *testing.T, u *testUser, path, content string) {
 
 // TestExitCodeTable checks the README's exit codes: the command's own (0,
 // 3), 125 for xrun's failures, 126 and 127 when the command cannot start,
-// and 128+N when xrun receives SIGINT or SIGTERM, which it forwards.
+// and, when xrun receives SIGINT or SIGTERM, which it forwards, 128+N or
+// the status of a command that traps the signal.
 func TestExitCodeTable(t *testing.T) {
 	sleepArg := 300
 	forUsersAndPlatforms(t, func(t *testing.T, u *testUser, p testPlatform) {
@@ -86,12 +87,25 @@ func TestExitCodeTable(t *testing.T) {
 				}
 			})
 		}
-		for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		// A command that traps the signal decides the status: xrun must
+		// return it, as docker and podman do, not 128+N.
+		type sigCase struct {
+			sig  syscall.Signal
+			trap bool
+		}
+		for _, sc := range []sigCase{{syscall.SIGINT, false}, {syscall.SIGTERM, false}, {syscall.SIGINT, true}, {syscall.SIGTERM, true}} {
+			sig := sc.sig
 			sleepArg++
 			arg := strconv.Itoa(sleepArg)
-			t.Run(sig.String(), func(t *testing.T) {
+			name, want := sig.String(), 128+int(sig)
+			command := []string{"sleep", arg}
+			if sc.trap {
+				name, want = "trap-"+name, 3
+				command = []string{"sh", "-c", "trap 'exit 3' INT TERM; sleep " + arg + " & wait"}
+			}
+			t.Run(name, func(t *testing.T) {
 				t.Cleanup(func() { killLeftovers(u, arg) })
-				cmd, stderr := startXrun(t, opts{user: u}, append(slices.Clone(base), "sleep", arg)...)
+				cmd, stderr := startXrun(t, opts{user: u}, append(slices.Clone(base), command...)...)
 				waitForSleep(t, u, cmd.Process.Pid, arg)
 				time.Sleep(300 * time.Millisecond)
 				if err := cmd.Process.Signal(sig); err != nil {
@@ -107,8 +121,8 @@ func TestExitCodeTable(t *testing.T) {
 					t.Fatalf("xrun still running 10s after %v; stderr %q", sig, stderr())
 				}
 				ws := cmd.ProcessState.Sys().(syscall.WaitStatus)
-				if ws.Signaled() || ws.ExitStatus() != 128+int(sig) {
-					t.Errorf("after %v: %v, want exit %d; stderr %q", sig, cmd.ProcessState, 128+int(sig), stderr())
+				if ws.Signaled() || ws.ExitStatus() != want {
+					t.Errorf("after %v: %v, want exit %d; stderr %q", sig, cmd.ProcessState, want, stderr())
 				}
 			})
 		}

@@ -48,18 +48,21 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	app := newApp(stdin, stdout, stderr)
 	app.Metadata = map[string]any{"args": args}
 	err := app.RunContext(ctx, args)
-	if err == nil {
-		return 0
+	// The command's own status passes through silently, even when a signal
+	// arrived: once the command runs, the sandbox forwards SIGINT/SIGTERM
+	// to it and the command decides how to end (a trap may exit 3), as with
+	// docker and podman.
+	var ee *sandbox.ExitError
+	if err == nil || errors.As(err, &ee) {
+		return engine.ExitCode(err)
 	}
 	var se signalError
 	if errors.As(context.Cause(ctx), &se) {
 		return 128 + int(se.sig)
 	}
-	// The command's own status passes through silently; everything else
-	// is xrun's error, printed once.
-	var ee *sandbox.ExitError
+	// Everything else is xrun's error, printed once.
 	var reported silentError
-	if !errors.As(err, &ee) && !errors.As(err, &reported) {
+	if !errors.As(err, &reported) {
 		if h := hint(err); h != "" {
 			err = fmt.Errorf("%w: %s", err, h)
 		}
