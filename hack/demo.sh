@@ -3,7 +3,7 @@
 # Run it after hack/setup.sh and make build, as root or as a user with sudo;
 # it is idempotent:
 #
-#   sudo hack/setup.sh && make build && hack/demo.sh
+#   hack/setup.sh && make build && hack/demo.sh
 #
 # It starts Debian's registry on 127.0.0.1:5000 unless something already
 # answers there (config, data, log and PID file under /tmp/xrun-demo), pushes

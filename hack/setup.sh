@@ -32,7 +32,13 @@ NOSUB_USER=xrunnosub
 log() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 
-[[ $(id -u) -eq 0 ]] || die "run as root (it installs packages and creates users)"
+# It installs packages and creates users: as a user, go through sudo (the
+# README's command works as written for root, who may have no sudo, and for
+# a sudo user).
+if [[ $(id -u) -ne 0 ]]; then
+	command -v sudo >/dev/null 2>&1 || die "run as root (it installs packages and creates users); sudo is not installed"
+	exec sudo --preserve-env=XRUN_SETUP_SKIP_APT -- "${BASH_SOURCE[0]}" "$@"
+fi
 
 export DEBIAN_FRONTEND=noninteractive
 
