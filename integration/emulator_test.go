@@ -171,15 +171,55 @@ func TestEmulationStrategies(t *testing.T) {
 }
 
 // TestNoEmulator: with no qemu anywhere and --no-emulator-pull, a foreign
-// platform fails with the documented one-line error.
+// platform fails with the documented one-line error, before downloading
+// any layer (emulation is decided once the manifest is known).
 func TestNoEmulator(t *testing.T) {
 	p := platformByName("linux/riscv64")
 	u := needRun(t, noSubUserName, p)
-	cache, _ := freshCache(t, u)
+	cache, dir := freshCache(t, u)
 	env := append(noSystemQemu(t), cache)
 	_, stderr, code := run(t, opts{user: u, env: env},
 		"--no-emulator-pull", "--platform", p.Name, h.reg.ref(busyboxRepo), "--", "true")
 	wantXrunError(t, stderr, code, "no emulator for linux/riscv64: install qemu-user-static", "xrun emulator install", "--emulator PATH")
+	if layers := layerBlobs(t, dir, p); len(layers) > 0 {
+		t.Errorf("a run that cannot emulate downloaded layers first: %v", layers)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(dir, "rootfs")); len(entries) > 0 {
+		t.Errorf("a run that cannot emulate unpacked the image: %v", entries)
+	}
+}
+
+// layerBlobs lists the blobs in cache dir that are layers of p's image.
+func layerBlobs(t *testing.T, dir string, p testPlatform) []string {
+	t.Helper()
+	img, err := h.images.Busybox.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found []string
+	for _, m := range img.Manifests {
+		if m.Platform == nil || m.Platform.Architecture != p.Arch {
+			continue
+		}
+		im, err := h.images.Busybox.Image(m.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		layers, err := im.Layers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range layers {
+			d, err := l.Digest()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "blobs", d.Algorithm, d.Hex)); err == nil {
+				found = append(found, d.String())
+			}
+		}
+	}
+	return found
 }
 
 // TestEmulatorInstall installs emulators from the registry image, with

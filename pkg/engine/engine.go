@@ -128,7 +128,23 @@ func Run(ctx context.Context, o Options) error {
 		defer c.Close()
 		ctr = c
 	}
-	p, err := PrepareWith(ctx, o, PullOptions{Insecure: o.Insecure})
+	r, err := resolve(ctx, o, PullOptions{Insecure: o.Insecure})
+	if err != nil {
+		return err
+	}
+	// Decide the emulation before the download: a platform that cannot
+	// run here fails now, not after pulling every layer.
+	plat := r.img.Platform
+	plan, err := decide(ctx, &o, plat.Architecture, plat.Variant)
+	if err != nil {
+		return err
+	}
+	if plan.NotNative != "" {
+		log.Info("emulation", "strategy", plan.Strategy, "emulator", plan.Emulator, "not native", plan.NotNative)
+	} else {
+		log.Info("emulation", "strategy", plan.Strategy, "emulator", plan.Emulator)
+	}
+	p, err := r.ensure(ctx)
 	if err != nil {
 		return err
 	}
@@ -173,16 +189,6 @@ func Run(ctx context.Context, o Options) error {
 	env := defaultEnv
 	if usr.Home != "" {
 		env = mergeEnv(defaultEnv, []string{"HOME=" + usr.Home})
-	}
-
-	plan, err := decide(ctx, &o, p.Image.Platform.Architecture, p.Image.Platform.Variant)
-	if err != nil {
-		return err
-	}
-	if plan.NotNative != "" {
-		log.Info("emulation", "strategy", plan.Strategy, "emulator", plan.Emulator, "not native", plan.NotNative)
-	} else {
-		log.Info("emulation", "strategy", plan.Strategy, "emulator", plan.Emulator)
 	}
 
 	sopts := sandbox.Options{

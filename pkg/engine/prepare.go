@@ -49,6 +49,28 @@ func Prepare(ctx context.Context, o Options) (*Prepared, error) {
 // layer verified. On a terminal (o.Stderr), progress bars show the
 // download unless -q or -v (o.Logger's level) is given.
 func PrepareWith(ctx context.Context, o Options, po PullOptions) (*Prepared, error) {
+	r, err := resolve(ctx, o, po)
+	if err != nil {
+		return nil, err
+	}
+	return r.ensure(ctx)
+}
+
+// resolved is an image whose manifest and config are known (from the
+// registry or the index) but whose rootfs may still have to be pulled: a
+// run decides its emulation between the two steps, so that it fails before
+// the download when the platform cannot run here.
+type resolved struct {
+	o     Options
+	po    PullOptions
+	img   *pull.Image
+	store *pull.Store
+	popts []pull.Option
+	bars  *progress.Bars
+}
+
+// resolve is the first step of PrepareWith.
+func resolve(ctx context.Context, o Options, po PullOptions) (*resolved, error) {
 	o.fill()
 	log := o.Logger
 	plat := pull.HostPlatform()
@@ -72,8 +94,14 @@ func PrepareWith(ctx context.Context, o Options, po PullOptions) (*Prepared, err
 		return nil, err
 	}
 	log.Info("resolved", "ref", img.Ref, "platform", pull.PlatformString(img.Platform), "digest", img.Digest.String(), "took", time.Since(t0).Round(time.Millisecond))
+	return &resolved{o: o, po: po, img: img, store: store, popts: popts, bars: bars}, nil
+}
 
-	cache := rootfs.NewCache(o.CacheDir)
+// ensure is the second step of PrepareWith: the rootfs unpacked in the
+// cache (pulling what is missing) and held for the run.
+func (r *resolved) ensure(ctx context.Context) (*Prepared, error) {
+	img, log := r.img, r.o.Logger
+	cache := rootfs.NewCache(r.o.CacheDir)
 	// Files owned by subordinate ids can only be removed from a user
 	// namespace that maps them.
 	cache.Remover = sandbox.RemoveTree
@@ -82,11 +110,11 @@ func PrepareWith(ctx context.Context, o Options, po PullOptions) (*Prepared, err
 	// prune may remove it: then unpack again.
 	for attempt := 0; ; attempt++ {
 		if !cache.Has(key) {
-			if err := unpack(ctx, store, cache, img, popts, bars, log); err != nil {
+			if err := unpack(ctx, r.store, cache, img, r.popts, r.bars, log); err != nil {
 				return nil, err
 			}
 		}
-		if po.PullOnly {
+		if r.po.PullOnly {
 			return &Prepared{Image: img, Rootfs: cache.Path(key), Release: func() {}}, nil
 		}
 		release, err := cache.Acquire(ctx, key)
