@@ -222,6 +222,12 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 	sopts.Binds = append(sopts.Binds, o.Volumes...)
+	if len(o.Args) > 0 && !o.Shell && args[0] == o.Args[0] {
+		if b := programBind(args[0], sopts.Binds, p.Rootfs); b != nil {
+			log.Info("binding the program read-only at its own path", "path", b.Source)
+			sopts.Binds = append(sopts.Binds, *b)
+		}
+	}
 	if o.Workdir != "" {
 		sopts.Cwd = o.Workdir
 	}
