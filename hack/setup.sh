@@ -20,10 +20,12 @@ DEBS_DIR="$REPO/integration/testdata/debs"
 # Debian architecture names. amd64 is the host; the rest are foreign.
 FOREIGN_ARCHES=(arm64 armhf ppc64el s390x i386)
 DEB_ARCHES=(amd64 "${FOREIGN_ARCHES[@]}")
-# gcc-*-linux-gnu: the cross compilers of the examples/ project, whose tests
-# the integration suite runs under xrun.
+# gcc-*-linux-gnu: the cross compilers of the examples/ project and of the
+# build-system tests (CMake, Meson), whose programs the integration suite
+# runs under xrun; their cross glibc also makes the glibc test image.
 PACKAGES=(qemu-user-static uidmap docker-registry util-linux ca-certificates gcc make libc6-dev debootstrap
-	gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-riscv64-linux-gnu libc6-dev-riscv64-cross)
+	gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-riscv64-linux-gnu libc6-dev-riscv64-cross
+	cmake meson ninja-build)
 
 TEST_USER=xruntest
 TEST_USER_SUBIDS="200000:65536"
