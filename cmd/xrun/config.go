@@ -104,6 +104,18 @@ func applySettings(c *cli.Context, s config.Settings, o *engine.Options) error {
 		}
 		o.Pull = p
 	}
-	o.Env = append(append([]string{}, s.Env...), o.Env...)
+	// KEY alone takes the value of the user's environment, and is dropped
+	// when unset: the meaning of -e KEY.
+	var env []string
+	for _, e := range s.Env {
+		kv, ok, err := parseEnvLine(e, os.LookupEnv)
+		if err != nil {
+			return fmt.Errorf("%s: %w", config.FileName, err)
+		}
+		if ok {
+			env = append(env, kv)
+		}
+	}
+	o.Env = append(env, o.Env...)
 	return nil
 }

@@ -134,13 +134,14 @@ func (f *File) check(root *yaml.Node) error {
 			return bad(line(append(at, "pull")...), "pull: %q is not missing, always or never", s.Pull)
 		}
 		for _, e := range s.Env {
-			if e == "" || e[0] == '=' {
-				return bad(line(append(at, "env")...), "env: %q is not KEY=VALUE or KEY", e)
+			// KEY alone takes the user's value, as -e KEY does.
+			if k, _, _ := strings.Cut(e, "="); k == "" || strings.ContainsAny(k, " \t\x00") {
+				return bad(itemLine(root, e, append(at, "env")...), "env: %q is not KEY=VALUE or KEY", e)
 			}
 		}
 		for _, v := range s.Volumes {
 			if src, dst, _ := strings.Cut(v, ":"); src == "" || !strings.HasPrefix(dst, "/") {
-				return bad(line(append(at, "volumes")...), "volumes: %q is not SRC:/DST[:ro]", v)
+				return bad(itemLine(root, v, append(at, "volumes")...), "volumes: %q is not SRC:/DST[:ro]", v)
 			}
 		}
 		return nil
@@ -183,6 +184,35 @@ func findLine(root *yaml.Node, keys ...string) int {
 		}
 		if !found {
 			break
+		}
+	}
+	return line
+}
+
+// itemLine returns the line of the entry item of the list at keys, or
+// the line of the last key found.
+func itemLine(root *yaml.Node, item string, keys ...string) int {
+	line := findLine(root, keys...)
+	if root == nil || len(root.Content) == 0 {
+		return line
+	}
+	n := root.Content[0]
+	for _, k := range keys {
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == k {
+				next = n.Content[i+1]
+				break
+			}
+		}
+		if next == nil {
+			return line
+		}
+		n = next
+	}
+	for _, c := range n.Content {
+		if c.Kind == yaml.ScalarNode && c.Value == item {
+			return c.Line
 		}
 	}
 	return line

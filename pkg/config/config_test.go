@@ -101,6 +101,7 @@ func TestLoadErrors(t *testing.T) {
 		{"targets:\n  all: {}\n", `2: targets: "all" is reserved`},
 		{"default: x\n", `1: default: no target named "x"`},
 		{"env: [\"=x\"]\n", `1: env: "=x" is not KEY=VALUE or KEY`},
+		{"image: x\nenv:\n  - A=1\n  - \"B C\"\n", `4: env: "B C" is not KEY=VALUE or KEY`},
 	} {
 		p := write(t, t.TempDir(), tc.content)
 		_, err := Load(p)
