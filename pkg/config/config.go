@@ -40,30 +40,24 @@ type File struct {
 	Default string `yaml:"default"`
 	// Targets are named variants of the top-level settings.
 	Targets map[string]Settings `yaml:"targets"`
+	// Real is Path with symbolic links resolved, and Sum the hash of the
+	// content read: the trust list's key.
+	Real string   `yaml:"-"`
+	Sum  [32]byte `yaml:"-"`
+	// Trusted is set when the user trusts this content at this path (xrun
+	// config trust): its volumes and env are then used as written.
+	Trusted bool `yaml:"-"`
 	// order keeps the targets as written, for --target all.
 	order []string
+	// root is the parsed document, for the lines of errors.
+	root *yaml.Node
 }
 
 // ErrNoTarget is returned for a --target the file does not define.
 var ErrNoTarget = errors.New("no such target")
 
-// Find returns the path of the nearest .xrun.yaml in dir or its parents,
-// or "" when there is none.
-func Find(dir string) string {
-	for {
-		p := filepath.Join(dir, FileName)
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
-			return p
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return ""
-		}
-		dir = parent
-	}
-}
-
-// Load reads and checks the file at path. Errors name the file and line.
+// Load reads and checks the file at path, untrusted. Errors name the file
+// and line. Discover and OpenFile are the loaders that judge the file.
 func Load(path string) (*File, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -97,6 +91,7 @@ func parse(path string, b []byte) (*File, error) {
 			}
 		}
 	}
+	f.root = &root
 	if err := f.check(&root); err != nil {
 		return nil, err
 	}
@@ -234,28 +229,36 @@ func (f *File) TargetNames() []string {
 // Target returns the settings of target name merged over the file's
 // top-level settings ("" means the file's default target, or the top level
 // when it has none). Relative volume sources are made absolute against the
-// file's directory.
+// file's directory. An untrusted file's volumes and env are checked (see
+// checkEnv and volumes); env entries are returned as written (KEY alone is
+// the caller's to look up, as for -e KEY).
 func (f *File) Target(name string) (Settings, error) {
 	if name == "" {
 		name = f.Default
 	}
-	s := f.Settings
+	var t Settings
 	if name != "" {
-		t, ok := f.Targets[name]
-		if !ok {
+		var ok bool
+		if t, ok = f.Targets[name]; !ok {
 			return Settings{}, fmt.Errorf("%s: %w %q (it has: %s)", f.Path, ErrNoTarget, name, strings.Join(f.TargetNames(), ", "))
 		}
-		s = merge(s, t)
 	}
-	dir := filepath.Dir(f.Path)
-	vols := make([]string, len(s.Volumes))
-	for i, v := range s.Volumes {
-		if src, rest, _ := strings.Cut(v, ":"); !filepath.IsAbs(src) {
-			v = filepath.Join(dir, src) + ":" + rest
-		}
-		vols[i] = v
+	if err := f.checkEnv(f.Env, "env"); err != nil {
+		return Settings{}, err
 	}
-	s.Volumes = vols
+	if err := f.checkEnv(t.Env, "targets", name, "env"); err != nil {
+		return Settings{}, err
+	}
+	top, err := f.volumes(f.Volumes, "volumes")
+	if err != nil {
+		return Settings{}, err
+	}
+	own, err := f.volumes(t.Volumes, "targets", name, "volumes")
+	if err != nil {
+		return Settings{}, err
+	}
+	s := merge(f.Settings, t)
+	s.Volumes = append(top, own...)
 	return s, nil
 }
 
