@@ -134,10 +134,9 @@ func configTrust(c *cli.Context) error {
 	if _, err := config.Load(real); err != nil {
 		return err
 	}
-	if err := pol.Trust.Add(real, sum); err != nil {
-		return err
-	}
-	if err := pol.Trust.Save(); err != nil {
+	if err := config.EditTrustList(pol.Trust.Path(), pol.UID, func(l *config.TrustList) error {
+		return l.Add(real, sum)
+	}); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.App.Writer, "trusted %s (sha256 %x); editing it withdraws the trust\n", real, sum)
@@ -163,11 +162,14 @@ func configUntrust(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if !pol.Trust.Remove(real) {
+	if !pol.Trust.Known(real) {
 		fmt.Fprintf(c.App.Writer, "%s was not trusted\n", real)
 		return nil
 	}
-	if err := pol.Trust.Save(); err != nil {
+	if err := config.EditTrustList(pol.Trust.Path(), pol.UID, func(l *config.TrustList) error {
+		l.Remove(real)
+		return nil
+	}); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.App.Writer, "untrusted %s\n", real)

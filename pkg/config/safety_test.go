@@ -2,6 +2,7 @@ package config
 
 import (
 	"crypto/sha256"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -279,6 +280,26 @@ func TestTrustList(t *testing.T) {
 	// Nothing left behind by the atomic writes.
 	if ents, _ := os.ReadDir(filepath.Dir(path)); len(ents) != 1 {
 		t.Errorf("trust list directory holds %d entries, want 1", len(ents))
+	}
+	// Concurrent edits under the lock lose nothing.
+	done := make(chan error)
+	for i := range 8 {
+		go func() {
+			done <- EditTrustList(path, uid, func(l *TrustList) error {
+				return l.Add(fmt.Sprintf("/c/%d/.xrun.yaml", i), a)
+			})
+		}()
+	}
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, _ = LoadTrustList(path, uid)
+	for i := range 8 {
+		if !l.Trusted(fmt.Sprintf("/c/%d/.xrun.yaml", i), a) {
+			t.Errorf("concurrent EditTrustList lost entry %d", i)
+		}
 	}
 	// A list others can write is refused, not used.
 	if err := os.Chmod(path, 0o666); err != nil {

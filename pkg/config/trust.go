@@ -117,6 +117,31 @@ func (l *TrustList) Remove(path string) bool {
 	return ok
 }
 
+// EditTrustList loads the list at path, lets edit change it, and saves it,
+// holding a lock (path + ".lock") so that two xrun config commands at once
+// do not lose each other's change.
+func EditTrustList(path string, uid int, edit func(*TrustList) error) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("save the trust list: %w", err)
+	}
+	lock, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return fmt.Errorf("lock the trust list: %w", err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("lock the trust list: %w", err)
+	}
+	l, err := LoadTrustList(path, uid)
+	if err != nil {
+		return err
+	}
+	if err := edit(l); err != nil {
+		return err
+	}
+	return l.Save()
+}
+
 // Save writes the list atomically (a temporary file renamed over it),
 // mode 0600, creating its directory (0700) when missing.
 func (l *TrustList) Save() error {
