@@ -24,25 +24,58 @@ type project struct {
 	file *config.File // nil without a file
 }
 
-// loadProject finds and reads the nearest .xrun.yaml from the current
-// directory upwards (XRUN_CONFIG names a file explicitly).
-func loadProject() (*project, error) {
-	path := os.Getenv("XRUN_CONFIG")
-	if path == "" {
-		wd, err := os.Getwd()
-		if err != nil {
-			return nil, fmt.Errorf("find the current directory: %w", err)
-		}
-		path = config.Find(wd)
+// policy returns the rules a project file is judged by: the user's id,
+// $HOME (where the search stops) and the user's trust list.
+func policy() (config.Policy, error) {
+	p := config.Policy{UID: os.Geteuid(), Home: os.Getenv("HOME")}
+	path, err := config.TrustListPath()
+	if err != nil {
+		return p, nil // no home, no list: nothing is trusted
 	}
-	if path == "" {
-		return &project{}, nil
+	if p.Trust, err = config.LoadTrustList(path, p.UID); err != nil {
+		return p, err
 	}
-	f, err := config.Load(path)
+	return p, nil
+}
+
+// loadProject finds and reads the .xrun.yaml that applies in the current
+// directory (XRUN_CONFIG names a file explicitly). A file that is not
+// safe to use is ignored with a note on stderr (not with --quiet);
+// --verbose says which file is used.
+func loadProject(c *cli.Context) (*project, error) {
+	log := newLogger(c)
+	pol, err := policy()
 	if err != nil {
 		return nil, err
 	}
-	return &project{file: f}, nil
+	if path := os.Getenv("XRUN_CONFIG"); path != "" {
+		f, err := config.OpenFile(path, pol)
+		if err != nil {
+			return nil, err
+		}
+		log.Info("config file", "path", f.Path, "from", "XRUN_CONFIG", "trusted", f.Trusted)
+		return &project{file: f}, nil
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return nil, fmt.Errorf("find the current directory: %w", err)
+	}
+	found, err := config.Discover(wd, pol)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case found.Ignored != "":
+		log.Info("config file ignored", "path", found.Ignored, "reason", found.Why)
+		if !c.Bool("quiet") {
+			fmt.Fprintf(c.App.ErrWriter, "xrun: ignoring %s: it is %s; if you trust it: xrun config trust %s\n", found.Ignored, found.Why, found.Ignored)
+		}
+	case found.File != nil:
+		log.Info("config file", "path", found.File.Path, "trusted", found.File.Trusted)
+	default:
+		log.Info("config file", "path", "none", "searched from", wd)
+	}
+	return &project{file: found.File}, nil
 }
 
 // targets returns the names a run covers: the one asked for, or every
@@ -104,6 +137,18 @@ func applySettings(c *cli.Context, s config.Settings, o *engine.Options) error {
 		}
 		o.Pull = p
 	}
-	o.Env = append(append([]string{}, s.Env...), o.Env...)
+	// KEY alone takes the value of the user's environment, and is dropped
+	// when unset: the meaning of -e KEY.
+	var env []string
+	for _, e := range s.Env {
+		kv, ok, err := parseEnvLine(e, os.LookupEnv)
+		if err != nil {
+			return fmt.Errorf("%s: %w", config.FileName, err)
+		}
+		if ok {
+			env = append(env, kv)
+		}
+	}
+	o.Env = append(env, o.Env...)
 	return nil
 }

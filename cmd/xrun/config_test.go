@@ -3,10 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/urfave/cli/v2"
+
+	"github.com/xrun-dev/xrun/pkg/config"
+	"github.com/xrun-dev/xrun/pkg/engine"
 )
 
 // xrunIn runs Main in dir and returns its exit status and stderr.
@@ -107,5 +114,21 @@ func TestProjectConfigErrors(t *testing.T) {
 		if code != 125 || !strings.HasPrefix(stderr, "xrun: ") || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, tc.want) {
 			t.Errorf("with %q: xrun %q = %d, %q; want 125 and one line containing %q", tc.file, tc.args, code, stderr, tc.want)
 		}
+	}
+}
+
+// TestConfigEnvKey checks that env: [KEY] means what -e KEY means: the
+// user's value, dropped when unset.
+func TestConfigEnvKey(t *testing.T) {
+	t.Setenv("XRUN_T_HOST", "from-host")
+	t.Setenv("XRUN_T_UNSET", "")
+	os.Unsetenv("XRUN_T_UNSET")
+	c := cli.NewContext(newApp(strings.NewReader(""), &bytes.Buffer{}, &bytes.Buffer{}), flag.NewFlagSet("t", flag.ContinueOnError), nil)
+	o := engine.Options{Image: "x", Env: []string{"FLAG=1"}}
+	if err := applySettings(c, config.Settings{Env: []string{"A=1", "XRUN_T_HOST", "XRUN_T_UNSET"}}, &o); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]string{"A=1", "XRUN_T_HOST=from-host", "FLAG=1"}, o.Env); d != "" {
+		t.Errorf("env (-want +got):\n%s", d)
 	}
 }

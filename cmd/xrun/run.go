@@ -111,7 +111,7 @@ type target struct {
 // of this invocation: one, or one per target for --target all. Every flag
 // and setting is checked before anything is pulled.
 func runTargets(c *cli.Context) ([]target, error) {
-	proj, err := loadProject()
+	proj, err := loadProject(c)
 	if err != nil {
 		return nil, err
 	}

@@ -40,30 +40,24 @@ type File struct {
 	Default string `yaml:"default"`
 	// Targets are named variants of the top-level settings.
 	Targets map[string]Settings `yaml:"targets"`
+	// Real is Path with symbolic links resolved, and Sum the hash of the
+	// content read: the trust list's key.
+	Real string   `yaml:"-"`
+	Sum  [32]byte `yaml:"-"`
+	// Trusted is set when the user trusts this content at this path (xrun
+	// config trust): its volumes and env are then used as written.
+	Trusted bool `yaml:"-"`
 	// order keeps the targets as written, for --target all.
 	order []string
+	// root is the parsed document, for the lines of errors.
+	root *yaml.Node
 }
 
 // ErrNoTarget is returned for a --target the file does not define.
 var ErrNoTarget = errors.New("no such target")
 
-// Find returns the path of the nearest .xrun.yaml in dir or its parents,
-// or "" when there is none.
-func Find(dir string) string {
-	for {
-		p := filepath.Join(dir, FileName)
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
-			return p
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return ""
-		}
-		dir = parent
-	}
-}
-
-// Load reads and checks the file at path. Errors name the file and line.
+// Load reads and checks the file at path, untrusted. Errors name the file
+// and line. Discover and OpenFile are the loaders that judge the file.
 func Load(path string) (*File, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -97,6 +91,7 @@ func parse(path string, b []byte) (*File, error) {
 			}
 		}
 	}
+	f.root = &root
 	if err := f.check(&root); err != nil {
 		return nil, err
 	}
@@ -134,13 +129,14 @@ func (f *File) check(root *yaml.Node) error {
 			return bad(line(append(at, "pull")...), "pull: %q is not missing, always or never", s.Pull)
 		}
 		for _, e := range s.Env {
-			if e == "" || e[0] == '=' {
-				return bad(line(append(at, "env")...), "env: %q is not KEY=VALUE or KEY", e)
+			// KEY alone takes the user's value, as -e KEY does.
+			if k, _, _ := strings.Cut(e, "="); k == "" || strings.ContainsAny(k, " \t\x00") {
+				return bad(itemLine(root, e, append(at, "env")...), "env: %q is not KEY=VALUE or KEY", e)
 			}
 		}
 		for _, v := range s.Volumes {
 			if src, dst, _ := strings.Cut(v, ":"); src == "" || !strings.HasPrefix(dst, "/") {
-				return bad(line(append(at, "volumes")...), "volumes: %q is not SRC:/DST[:ro]", v)
+				return bad(itemLine(root, v, append(at, "volumes")...), "volumes: %q is not SRC:/DST[:ro]", v)
 			}
 		}
 		return nil
@@ -188,6 +184,35 @@ func findLine(root *yaml.Node, keys ...string) int {
 	return line
 }
 
+// itemLine returns the line of the entry item of the list at keys, or
+// the line of the last key found.
+func itemLine(root *yaml.Node, item string, keys ...string) int {
+	line := findLine(root, keys...)
+	if root == nil || len(root.Content) == 0 {
+		return line
+	}
+	n := root.Content[0]
+	for _, k := range keys {
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == k {
+				next = n.Content[i+1]
+				break
+			}
+		}
+		if next == nil {
+			return line
+		}
+		n = next
+	}
+	for _, c := range n.Content {
+		if c.Kind == yaml.ScalarNode && c.Value == item {
+			return c.Line
+		}
+	}
+	return line
+}
+
 // TargetNames returns the targets in the order the file lists them.
 func (f *File) TargetNames() []string {
 	names := slices.Clone(f.order)
@@ -204,28 +229,36 @@ func (f *File) TargetNames() []string {
 // Target returns the settings of target name merged over the file's
 // top-level settings ("" means the file's default target, or the top level
 // when it has none). Relative volume sources are made absolute against the
-// file's directory.
+// file's directory. An untrusted file's volumes and env are checked (see
+// checkEnv and volumes); env entries are returned as written (KEY alone is
+// the caller's to look up, as for -e KEY).
 func (f *File) Target(name string) (Settings, error) {
 	if name == "" {
 		name = f.Default
 	}
-	s := f.Settings
+	var t Settings
 	if name != "" {
-		t, ok := f.Targets[name]
-		if !ok {
+		var ok bool
+		if t, ok = f.Targets[name]; !ok {
 			return Settings{}, fmt.Errorf("%s: %w %q (it has: %s)", f.Path, ErrNoTarget, name, strings.Join(f.TargetNames(), ", "))
 		}
-		s = merge(s, t)
 	}
-	dir := filepath.Dir(f.Path)
-	vols := make([]string, len(s.Volumes))
-	for i, v := range s.Volumes {
-		if src, rest, _ := strings.Cut(v, ":"); !filepath.IsAbs(src) {
-			v = filepath.Join(dir, src) + ":" + rest
-		}
-		vols[i] = v
+	if err := f.checkEnv(f.Env, "env"); err != nil {
+		return Settings{}, err
 	}
-	s.Volumes = vols
+	if err := f.checkEnv(t.Env, "targets", name, "env"); err != nil {
+		return Settings{}, err
+	}
+	top, err := f.volumes(f.Volumes, "volumes")
+	if err != nil {
+		return Settings{}, err
+	}
+	own, err := f.volumes(t.Volumes, "targets", name, "volumes")
+	if err != nil {
+		return Settings{}, err
+	}
+	s := merge(f.Settings, t)
+	s.Volumes = append(top, own...)
 	return s, nil
 }
 

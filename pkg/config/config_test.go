@@ -42,16 +42,16 @@ func TestFind(t *testing.T) {
 	if err := os.MkdirAll(sub, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if got := Find(sub); got != "" {
+	if got := Find(sub, ""); got != "" {
 		t.Errorf("Find(%q) with no file = %q, want \"\"", sub, got)
 	}
 	p := write(t, filepath.Join(root, "a"), sample)
-	if got := Find(sub); got != p {
+	if got := Find(sub, ""); got != p {
 		t.Errorf("Find(%q) = %q, want %q", sub, got, p)
 	}
 	// The nearest file wins.
 	p2 := write(t, filepath.Join(root, "a", "b"), "image: alpine\n")
-	if got := Find(sub); got != p2 {
+	if got := Find(sub, ""); got != p2 {
 		t.Errorf("Find(%q) = %q, want %q", sub, got, p2)
 	}
 }
@@ -101,6 +101,7 @@ func TestLoadErrors(t *testing.T) {
 		{"targets:\n  all: {}\n", `2: targets: "all" is reserved`},
 		{"default: x\n", `1: default: no target named "x"`},
 		{"env: [\"=x\"]\n", `1: env: "=x" is not KEY=VALUE or KEY`},
+		{"image: x\nenv:\n  - A=1\n  - \"B C\"\n", `4: env: "B C" is not KEY=VALUE or KEY`},
 	} {
 		p := write(t, t.TempDir(), tc.content)
 		_, err := Load(p)
