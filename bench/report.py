@@ -231,6 +231,22 @@ if mk:
       f"cold - warm (one shared pull + unpack): {fmt(med(mk['xrun, cold']) - med(mk['xrun, warm'])) if 'xrun, cold' in mk and 'xrun, warm' in mk else 'n/a'}")
     p("")
 
+# ---- runner
+rn = load("runner")
+if rn:
+    p("## xrun as the emulator of build systems: the cost of one call")
+    p("")
+    p("Prebuilt arm64 programs run one after the other (ctest -j8: eight at a time), by bare")
+    p("qemu-user and by xrun (the program bound into the image, runner mode).")
+    p("")
+    p("| case | bare qemu | xrun | per call, xrun - qemu |")
+    p("|---|---|---|---|")
+    for case, calls in [("go test binaries, 20 packages", 20), ("ctest, 50 tests", 50), ("ctest -j8, 50 tests", 50)]:
+        q, x = rn.get(case + ": bare qemu") or rn.get(case + ": bare qemu -L"), rn.get(case + ": xrun")
+        extra = fmt((med(x) - med(q)) / calls) if q and x else "n/a"
+        p(f"| {case} | {cell(q)} | {cell(x)} | {extra} |")
+    p("")
+
 # ---- memory
 mem = tsv("mem.tsv")
 if mem or why("mem", "all"):

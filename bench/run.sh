@@ -14,7 +14,7 @@
 #   XRUN_BIN          xrun binary (default bin/xrun of this checkout)
 #   BENCH_WORK        work dir, kept between runs for the image cache (/var/tmp/xrun-bench)
 #   BENCH_USER        unprivileged user with a subuid range (xruntest)
-#   BENCH_ONLY        comma list of sections: start,pull,build,make,mem,breakdown (all)
+#   BENCH_ONLY        comma list of sections: start,pull,build,make,runner,mem,breakdown (all)
 #   BENCH_RUNS        hyperfine runs for start times (30)
 #   BENCH_COLD_RUNS   runs of each cold pull (5)
 #   BENCH_BUILD_RUNS  pairs of emulated builds, floor and xrun in alternating order (2)
@@ -31,7 +31,7 @@ REPO=$(dirname "$HERE")
 XRUN_SRC=${XRUN_BIN:-$REPO/bin/xrun}
 WORK=${BENCH_WORK:-/var/tmp/xrun-bench}
 BUSER=${BENCH_USER:-xruntest}
-ONLY=${BENCH_ONLY:-start,pull,build,make,mem,breakdown}
+ONLY=${BENCH_ONLY:-start,pull,build,make,runner,mem,breakdown}
 RUNS=${BENCH_RUNS:-30}
 COLD_RUNS=${BENCH_COLD_RUNS:-5}
 BUILD_RUNS=${BENCH_BUILD_RUNS:-2}
@@ -130,6 +130,7 @@ log "registry on $REG"
 # 1. xrun-test/busybox: the integration tests' 6-platform busybox image.
 (cd "$REPO" && go run ./integration/testimage/push -registry "$REG" >/dev/null) || die "push of the test images failed"
 BUSYBOX=$REG/xrun-test/busybox:latest
+GLIBC=$REG/xrun-test/glibc:latest # busybox + Debian's arm64/riscv64 glibc (from the cross packages)
 
 # debian_tree NAME VARIANT: a debootstrap'd arm64 tree in $IMG/NAME (cached).
 debian_tree() {
@@ -405,6 +406,60 @@ if want make; then
 		-n "xrun, warm" "make -s -j8 -C $M RUN='$X'" \
 		-n "floor" "make -s -j8 -C $M RUN=\"floor -e $QEMU -m '$MAGIC' -k '$MASK' $ARM\""
 	as_user rm -rf "$M/cache"
+fi
+
+# ---------------------------------------------------------------- 4b. runner
+# xrun as the emulator of build systems: the cost of one call, which go test
+# (one binary per package) and ctest (one per test) pay every time. The same
+# programs run under bare qemu-user in the same run are the baseline.
+if want runner; then
+	log "runner mode: go test -exec and ctest, xrun vs bare qemu-user"
+	R=$SRCW/runner
+	as_user mkdir -p "$R/mod" "$R/bins" "$R/ctest"
+	# 20 Go packages with a trivial test each, cross-compiled once for arm64.
+	as_user sh -c "printf 'module example.com/m\n\ngo 1.22\n' > $R/mod/go.mod"
+	for i in $(seq -w 1 20); do
+		as_user mkdir -p "$R/mod/p$i"
+		as_user sh -c "printf 'package p$i\n\nimport \"testing\"\n\nfunc TestOK(t *testing.T) {}\n' > $R/mod/p$i/p_test.go"
+	done
+	GO=$(command -v go || echo /usr/local/go/bin/go)
+	as_user env -C "$R/mod" GOARCH=arm64 CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS= "$GO" test -c -o "$R/bins/" ./... >/dev/null ||
+		note runner go "go test -c failed"
+	# 50 ctest tests of one dynamically linked C program, built by cmake.
+	{
+		echo 'cmake_minimum_required(VERSION 3.20)'
+		echo 'project(r C)'
+		echo 'enable_testing()'
+		echo 'add_executable(t t.c)'
+		for i in $(seq 1 50); do echo "add_test(NAME t$i COMMAND t $i)"; done
+	} >"$R/ctest/CMakeLists.txt"
+	echo 'int main(int c, char **v) { (void)v; return c == 2 ? 0 : 1; }' >"$R/ctest/t.c"
+	chown -R "$BUSER:" "$R/ctest"
+	as_user xrun pull --platform linux/arm64 "$GLIBC" >/dev/null
+	as_user xrun pull --platform linux/arm64 "$BUSYBOX" >/dev/null
+	emu_build() { # NAME EMULATOR...: a build dir of the ctest project with that emulator
+		local name=$1
+		shift
+		as_user cmake -S "$R/ctest" -B "$R/ctest/$name" -DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=aarch64 \
+			-DCMAKE_C_COMPILER=aarch64-linux-gnu-gcc "-DCMAKE_CROSSCOMPILING_EMULATOR=$*" >/dev/null &&
+			as_user cmake --build "$R/ctest/$name" >/dev/null
+	}
+	if ! command -v cmake >/dev/null || ! command -v aarch64-linux-gnu-gcc >/dev/null; then
+		note runner ctest "cmake or aarch64-linux-gnu-gcc missing (hack/setup.sh installs them)"
+	elif emu_build xrun "xrun;--platform;linux/arm64;$GLIBC;--" &&
+		emu_build qemu "$QEMU;-L;/usr/aarch64-linux-gnu"; then
+		CT=1
+	else
+		note runner ctest "configuring the ctest project failed"
+	fi
+	GOLOOP='for b in '$R'/bins/*.test; do $E $b -test.run=. >/dev/null || exit 1; done'
+	hf runner --warmup 1 --runs 5 \
+		-n "go test binaries, 20 packages: bare qemu" "E='$QEMU' sh -c '$GOLOOP'" \
+		-n "go test binaries, 20 packages: xrun" "cd $R/mod && E='xrun --platform linux/arm64 $BUSYBOX --' sh -c '$GOLOOP'" \
+		${CT:+-n "ctest, 50 tests: bare qemu -L" "ctest --test-dir $R/ctest/qemu -Q"} \
+		${CT:+-n "ctest, 50 tests: xrun" "ctest --test-dir $R/ctest/xrun -Q"} \
+		${CT:+-n "ctest -j8, 50 tests: bare qemu -L" "ctest --test-dir $R/ctest/qemu -Q -j8"} \
+		${CT:+-n "ctest -j8, 50 tests: xrun" "ctest --test-dir $R/ctest/xrun -Q -j8"}
 fi
 
 # ---------------------------------------------------------------- 5. memory

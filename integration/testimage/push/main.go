@@ -49,5 +49,10 @@ func run(registry, debs, work string) error {
 	for _, repo := range testimage.Repos {
 		fmt.Println(registry + "/" + repo)
 	}
+	glibc, err := im.PushGlibc(registry)
+	if err != nil {
+		return err
+	}
+	fmt.Println(glibc)
 	return nil
 }
