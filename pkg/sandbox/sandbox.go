@@ -437,6 +437,15 @@ func config(runDir, exe string, useReaper bool, uids, gids []specs.LinuxIDMappin
 	// recursively, and on a cgroup v1 host the separate cgroup mount costs
 	// a bind and a remount per controller on every start.
 	spec.Mounts = slices.DeleteFunc(spec.Mounts, func(m specs.Mount) bool { return m.Destination == "/sys/fs/cgroup" })
+	for i, m := range spec.Mounts {
+		if m.Destination == "/sys" {
+			// ToRootless binds the host's /sys with "ro", which leaves its
+			// submounts (cgroup hierarchies, tracing, bpf...) writable:
+			// "rro" makes every one of them read-only (mount_setattr
+			// with AT_RECURSIVE).
+			spec.Mounts[i].Options = append(slices.Clone(m.Options), "rro")
+		}
+	}
 
 	add := func(src, dst string, ro bool) {
 		o := []string{"rbind", "nosuid", "nodev"}
