@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -298,16 +299,26 @@ func TestSecurityRunRootConcurrent(t *testing.T) {
 		}
 	}
 
-	// A long run, and a short one started while it runs.
+	// A long run, and short ones started at once while it runs (make -j):
+	// each collects stale state while the others create theirs.
 	var outA bytes.Buffer
 	a, stopA := startAs(t, u, env, &outA, h.xrun, "--platform", p.Name, img, "--", "sh", "-c", "sleep 5; echo A-done")
 	defer stopA()
 	dirsA := waitRunDir("run A", nil)
 	makeOld(dirsA)
-	stdout, stderr, code := run(t, opts{user: u, env: env}, "--platform", p.Name, img, "--", "echo", "B-done")
-	if code != 0 || stdout != "B-done\n" {
-		t.Errorf("run B: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	var wg sync.WaitGroup
+	for i := 0; i < 3; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			want := fmt.Sprintf("B%d-done\n", i)
+			stdout, stderr, code := run(t, opts{user: u, env: env}, "--platform", p.Name, img, "--", "echo", strings.TrimSpace(want))
+			if code != 0 || stdout != want {
+				t.Errorf("run B%d: exit %d, stdout %q, stderr %q", i, code, stdout, stderr)
+			}
+		}()
 	}
+	wg.Wait()
 	for _, d := range dirsA {
 		if _, err := os.Lstat(d); err != nil {
 			t.Errorf("run B collected the state of live run A: %v", err)
