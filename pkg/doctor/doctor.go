@@ -116,7 +116,10 @@ func (o *Options) fill() {
 		o.probe = runProbe
 	}
 	if o.smoke == nil {
-		o.smoke = smokeRun
+		cacheDir := o.CacheDir
+		o.smoke = func(ctx context.Context, plan *binfmt.Plan, log *slog.Logger) (time.Duration, error) {
+			return smokeRun(ctx, plan, cacheDir, log)
+		}
 	}
 	if o.Out == nil {
 		o.Out = io.Discard

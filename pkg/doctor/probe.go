@@ -155,8 +155,9 @@ func runProbe(ctx context.Context, cacheDir string) (*probeResult, error) {
 // exactly as xrun runs a command: overlay over a one-file rootfs, the
 // plan's emulation (registered in the container's user namespace, or a
 // host handler), xrun as PID 1. The program exits with
-// binfmt.TestProgramStatus; anything else is an error.
-func smokeRun(ctx context.Context, plan *binfmt.Plan, log *slog.Logger) (time.Duration, error) {
+// binfmt.TestProgramStatus; anything else is an error. Like a run, it keeps
+// its state in cacheDir/run when the run root in /tmp is not safe.
+func smokeRun(ctx context.Context, plan *binfmt.Plan, cacheDir string, log *slog.Logger) (time.Duration, error) {
 	prog, err := binfmt.TestProgram(plan.Arch.GOARCH)
 	if err != nil {
 		return 0, err
@@ -186,6 +187,9 @@ func smokeRun(ctx context.Context, plan *binfmt.Plan, log *slog.Logger) (time.Du
 		Stdout:    &out,
 		Stderr:    &out,
 		Logger:    log,
+
+		// As in a run: when the run root in /tmp is not safe to use.
+		FallbackRunRoot: filepath.Join(cacheDir, "run"),
 	})
 	took := time.Since(t0)
 	var ee *sandbox.ExitError

@@ -213,6 +213,9 @@ func Run(ctx context.Context, o Options) error {
 	if plan.Strategy == binfmt.Native {
 		sopts.Emulation = nil
 	}
+	// When the run root in /tmp is not safe to use (e.g. another user
+	// created it), runs keep their state in the cache instead.
+	sopts.FallbackRunRoot = filepath.Join(o.CacheDir, "run")
 	if o.BindCwd != "" {
 		if reason := unbindable(o.BindCwd); reason != "" {
 			log.Info("not binding the current directory", "dir", o.BindCwd, "reason", reason)

@@ -54,9 +54,15 @@ type Options struct {
 	// User is who the command runs as (default root, the invoking user on
 	// the host). Its ids must exist in the container's id map.
 	User *User
-	// RunRoot holds per-run directories and libcontainer state
-	// (default: $XDG_RUNTIME_DIR/xrun, else the OS temp dir).
+	// RunRoot holds per-run directories and libcontainer state. It must be
+	// the invoking user's own directory, mode 0700, not a symlink (it is
+	// created when missing). Default: DefaultRunRoot() when that is such a
+	// directory, else FallbackRunRoot.
 	RunRoot string
+	// FallbackRunRoot is the run root when the default one is not safe
+	// (e.g. /tmp/xrun-<uid> created by another user): a private directory
+	// under the cache.
+	FallbackRunRoot string
 	// Args is the command to run; it must not be empty.
 	Args []string
 	// Env is the environment of the command (image Env plus overrides).
@@ -109,9 +115,6 @@ func (o *Options) fill() error {
 	if o.Lower == "" {
 		return errors.New("[internal error] sandbox: no rootfs")
 	}
-	if o.RunRoot == "" {
-		o.RunRoot = DefaultRunRoot()
-	}
 	if o.Cwd == "" {
 		o.Cwd = "/"
 	}
@@ -141,7 +144,8 @@ func (o *Options) fill() error {
 }
 
 // DefaultRunRoot is $XDG_RUNTIME_DIR/xrun when that is set, else
-// $TMPDIR/xrun-<uid>.
+// $TMPDIR/xrun-<uid>. Being predictable, it may have been created by
+// someone else: Run uses it only after checking it (see ensureRunRoot).
 func DefaultRunRoot() string {
 	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
 		return filepath.Join(d, "xrun")
@@ -207,21 +211,23 @@ func Run(ctx context.Context, opts Options) error {
 	if err := checkUser(opts.User, uids, gids); err != nil {
 		return err
 	}
-	id, err := newID()
+	runRoot, err := resolveRunRoot(opts.RunRoot, opts.FallbackRunRoot, log)
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(opts.RunRoot, 0o700); err != nil {
-		return fmt.Errorf("create run directory: %w", err)
+	collectStale(runRoot, log)
+	id, runDir, lock, err := createRunDir(runRoot)
+	if err != nil {
+		return err
 	}
-	collectStale(opts.RunRoot, log)
-	runDir := filepath.Join(opts.RunRoot, id)
+	// Unlock only once the directory is gone (see collectStale).
+	defer lock.Close()
+	defer os.RemoveAll(runDir)
 	for _, d := range []string{rootfsDir, scratchDir} {
-		if err := os.MkdirAll(filepath.Join(runDir, d), 0o700); err != nil {
+		if err := os.Mkdir(filepath.Join(runDir, d), 0o700); err != nil {
 			return fmt.Errorf("create run directory: %w", err)
 		}
 	}
-	defer os.RemoveAll(runDir)
 
 	params := initParams{Lower: opts.Lower, Upper: opts.Upper, Work: opts.Work}
 	if !fullIDs && (hasAptConfig(opts.Lower) || opts.Upper != "" && hasAptConfig(opts.Upper)) {
@@ -259,7 +265,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	c, err := libcontainer.Create(filepath.Join(opts.RunRoot, stateDir), id, cfg)
+	c, err := libcontainer.Create(filepath.Join(runDir, stateDir), id, cfg)
 	if err != nil {
 		return fmt.Errorf("create container: %w", err)
 	}
@@ -431,6 +437,15 @@ func config(runDir, exe string, useReaper bool, uids, gids []specs.LinuxIDMappin
 	// recursively, and on a cgroup v1 host the separate cgroup mount costs
 	// a bind and a remount per controller on every start.
 	spec.Mounts = slices.DeleteFunc(spec.Mounts, func(m specs.Mount) bool { return m.Destination == "/sys/fs/cgroup" })
+	for i, m := range spec.Mounts {
+		if m.Destination == "/sys" {
+			// ToRootless binds the host's /sys with "ro", which leaves its
+			// submounts (cgroup hierarchies, tracing, bpf...) writable:
+			// "rro" makes every one of them read-only (mount_setattr
+			// with AT_RECURSIVE).
+			spec.Mounts[i].Options = append(slices.Clone(m.Options), "rro")
+		}
+	}
 
 	add := func(src, dst string, ro bool) {
 		o := []string{"rbind", "nosuid", "nodev"}
