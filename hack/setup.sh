@@ -22,10 +22,11 @@ FOREIGN_ARCHES=(arm64 armhf ppc64el s390x i386)
 DEB_ARCHES=(amd64 "${FOREIGN_ARCHES[@]}")
 # gcc-*-linux-gnu: the cross compilers of the examples/ project and of the
 # build-system tests (CMake, Meson), whose programs the integration suite
-# runs under xrun; their cross glibc also makes the glibc test image.
+# runs under xrun; their cross glibc also makes the glibc test image. Debian's
+# rustc, cargo and the arm64 Rust standard library: the Cargo runner test.
 PACKAGES=(qemu-user-static uidmap docker-registry util-linux ca-certificates gcc make libc6-dev debootstrap
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-riscv64-linux-gnu libc6-dev-riscv64-cross
-	cmake meson ninja-build)
+	cmake meson ninja-build rustc cargo libstd-rust-dev:arm64)
 
 TEST_USER=xruntest
 TEST_USER_SUBIDS="200000:65536"

@@ -135,3 +135,49 @@ func projectCopy(t *testing.T, u *testUser) string {
 	writeOwned(t, u, dir, files, 0o644)
 	return dir
 }
+
+// TestCargoRunner: `cargo test --target aarch64-unknown-linux-gnu` of a
+// workspace, with the README's .cargo/config.toml: the test binaries live
+// in the workspace's target/ (outside the member package, the current
+// directory cargo runs them in) and run in the arm64 glibc image.
+func TestCargoRunner(t *testing.T) {
+	p := platformByName("linux/arm64")
+	for _, tool := range []string{"cargo", "rustc", "aarch64-linux-gnu-gcc"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			skipOrFail(t, "%s not installed (hack/setup.sh installs Debian's rustc, cargo and libstd-rust-dev:arm64)", tool)
+		}
+	}
+	if _, err := os.Stat("/usr/lib/rustlib/aarch64-unknown-linux-gnu"); err != nil {
+		skipOrFail(t, "no Rust standard library for arm64 (apt-get install libstd-rust-dev:arm64): %v", err)
+	}
+	image := needGlibcImage(t)
+	u := needRun(t, subUserName, p)
+	dir := workDir(t, u)
+	writeOwned(t, u, dir, map[string]string{
+		".cargo/config.toml":     strings.ReplaceAll(readmeBlock(t, "# .cargo/config.toml:"), "debian:bookworm", image),
+		"Cargo.toml":             "[workspace]\nmembers = [\"crates/calc\"]\n",
+		"crates/calc/Cargo.toml": "[package]\nname = \"calc\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+		"crates/calc/data.txt":   "data of the package\n",
+		"crates/calc/src/lib.rs": `pub fn add(a: i32, b: i32) -> i32 { a + b }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn adds() { assert_eq!(super::add(40, 2), 42); }
+
+    #[test]
+    fn platform() {
+        println!("arch={} data={}", std::env::consts::ARCH,
+            std::fs::read_to_string("data.txt").unwrap().trim());
+        assert_eq!(std::env::consts::ARCH, "aarch64");
+    }
+}
+`,
+	}, 0o644)
+	env := []string{"PATH=" + filepath.Dir(h.xrun) + ":/usr/local/bin:/usr/bin:/bin", "CARGO_HOME=" + filepath.Join(dir, ".cargo-home")}
+	out, stderr, code := runAs(t, opts{user: u, dir: dir, env: env, timeout: 10 * 60e9},
+		"cargo", "test", "--offline", "--target", "aarch64-unknown-linux-gnu", "--", "--nocapture")
+	if code != 0 || !strings.Contains(out, "arch=aarch64 data=data of the package") || !strings.Contains(out, "test result: ok. 2 passed") {
+		t.Fatalf("cargo test: exit %d\n%s\n%s", code, out, stderr)
+	}
+}
