@@ -70,24 +70,28 @@ exit 5
 	}
 }
 
-// TestGoTestExec: `go test -exec 'xrun --platform linux/arm64 IMAGE --'`
-// of a module cross-compiled for arm64, as the README shows: the test
-// binaries (in go's temp dir, outside the module) run in the arm64 image,
-// see their package directory and testdata, and report aarch64; also with
-// -p 4 (parallel xrun calls) and a failing test (go test's status).
+// TestGoTestExec: `go test -exec 'xrun --platform linux/ARCH IMAGE --'`
+// of a module cross-compiled for arm64 and riscv64, as the README shows: the
+// test binaries (in go's temp dir, outside the module) run in the image, see
+// their package directory and testdata, and report their machine; with -p 1
+// and -p 4 (parallel xrun calls), and a failing test (go test's status).
 func TestGoTestExec(t *testing.T) {
-	p := platformByName("linux/arm64")
-	u := needRun(t, subUserName, p)
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		skipOrFail(t, "no go command: %v", err)
 	}
-	mod := workDir(t, u)
-	files := map[string]string{"go.mod": "module example.com/m\n\ngo 1.22\n"}
-	for i := range 4 {
-		pkg := fmt.Sprintf("p%d", i)
-		files[pkg+"/testdata/hello.txt"] = "hello " + pkg + "\n"
-		files[pkg+"/p_test.go"] = fmt.Sprintf(`package %s
+	for _, arch := range []struct{ platform, goarch, machine string }{
+		{"linux/arm64", "arm64", "aarch64"}, {"linux/riscv64", "riscv64", "riscv64"},
+	} {
+		p := platformByName(arch.platform)
+		t.Run(subtestName(p), func(t *testing.T) {
+			u := needRun(t, subUserName, p)
+			mod := workDir(t, u)
+			files := map[string]string{"go.mod": "module example.com/m\n\ngo 1.22\n"}
+			for i := range 4 {
+				pkg := fmt.Sprintf("p%d", i)
+				files[pkg+"/testdata/hello.txt"] = "hello " + pkg + "\n"
+				files[pkg+"/p_test.go"] = fmt.Sprintf(`package %s
 
 import (
 	"flag"
@@ -99,11 +103,11 @@ import (
 )
 
 func TestPlatform(t *testing.T) {
-	if runtime.GOARCH != "arm64" {
+	if runtime.GOARCH != %q {
 		t.Errorf("GOARCH %%s", runtime.GOARCH)
 	}
 	out, err := exec.Command("uname", "-m").Output()
-	if err != nil || strings.TrimSpace(string(out)) != "aarch64" {
+	if err != nil || strings.TrimSpace(string(out)) != %q {
 		t.Errorf("uname -m: %%q %%v", out, err)
 	}
 	b, err := os.ReadFile("testdata/hello.txt")
@@ -114,25 +118,27 @@ func TestPlatform(t *testing.T) {
 		t.Fatal("asked to fail")
 	}
 }
-`, pkg, pkg)
-	}
-	writeOwned(t, u, mod, files, 0o644)
-	env := []string{
-		"PATH=" + filepath.Dir(goBin) + ":/usr/local/bin:/usr/bin:/bin",
-		"GOARCH=arm64", "CGO_ENABLED=0", "GOTOOLCHAIN=local", "GOFLAGS=", "GOPROXY=off",
-	}
-	exe := h.xrun + " --platform linux/arm64 " + h.reg.ref(busyboxRepo) + " --"
-	for _, par := range []string{"1", "4"} {
-		out, stderr, code := runAs(t, opts{user: u, dir: mod, env: env, timeout: 10 * 60e9},
-			goBin, "test", "-count=1", "-p", par, "-exec", exe, "./...")
-		if code != 0 || strings.Count(out, "ok  \texample.com/m/p") != 4 {
-			t.Fatalf("go test -p %s -exec xrun: exit %d\n%s\n%s", par, code, out, stderr)
-		}
-	}
-	// A failing test (told so by an argument) fails go test.
-	out, _, code := runAs(t, opts{user: u, dir: mod, env: env, timeout: 10 * 60e9},
-		goBin, "test", "-count=1", "-exec", exe, "./p2", "-args", "fail")
-	if code != 1 || !strings.Contains(out, "asked to fail") {
-		t.Errorf("failing test: exit %d\n%s", code, out)
+`, pkg, arch.goarch, arch.machine, pkg)
+			}
+			writeOwned(t, u, mod, files, 0o644)
+			env := []string{
+				"PATH=" + filepath.Dir(goBin) + ":/usr/local/bin:/usr/bin:/bin",
+				"GOARCH=" + arch.goarch, "CGO_ENABLED=0", "GOTOOLCHAIN=local", "GOFLAGS=", "GOPROXY=off",
+			}
+			exe := h.xrun + " --platform " + p.Name + " " + h.reg.ref(busyboxRepo) + " --"
+			for _, par := range []string{"1", "4"} {
+				out, stderr, code := runAs(t, opts{user: u, dir: mod, env: env, timeout: 10 * 60e9},
+					goBin, "test", "-count=1", "-p", par, "-exec", exe, "./...")
+				if code != 0 || strings.Count(out, "ok  \texample.com/m/p") != 4 {
+					t.Fatalf("go test -p %s -exec xrun: exit %d\n%s\n%s", par, code, out, stderr)
+				}
+			}
+			// A failing test (told so by an argument) fails go test.
+			out, _, code := runAs(t, opts{user: u, dir: mod, env: env, timeout: 10 * 60e9},
+				goBin, "test", "-count=1", "-exec", exe, "./p2", "-args", "fail")
+			if code != 1 || !strings.Contains(out, "asked to fail") {
+				t.Errorf("failing test: exit %d\n%s", code, out)
+			}
+		})
 	}
 }
