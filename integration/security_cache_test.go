@@ -137,3 +137,52 @@ func TestCacheNotWritableFromContainer(t *testing.T) {
 		}
 	})
 }
+
+// TestCacheNotReadableByOthers is the attack of issue 13 item 8: another
+// local user reads the layers of the images the victim pulled (possibly
+// private ones) through a world-traversable home. The victim's cache must
+// be private (0700) whether xrun creates it or finds one an older xrun
+// left at the default path with mode 0755.
+func TestCacheNotReadableByOthers(t *testing.T) {
+	p := platformByName("linux/amd64")
+	victim := needRun(t, subUserName, p)
+	attacker := needUser(t, noSubUserName)
+	img := h.reg.ref(busyboxRepo)
+	for _, tc := range []struct {
+		name     string
+		existing bool // an older xrun's cache (0755 dirs) is already there
+	}{{"new cache", false}, {"cache of an older xrun", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCacheHome(t, victim)
+			if err := os.Chmod(c.home, 0o711); err != nil {
+				t.Fatal(err)
+			}
+			env := c.env
+			if tc.existing {
+				for _, d := range []string{c.cache, filepath.Join(c.cache, "blobs"), filepath.Join(c.cache, "locks")} {
+					if err := mkdirOwned(d, victim); err != nil { // 0755, as older versions made them
+						t.Fatal(err)
+					}
+				}
+				// The default path: XRUN_CACHE unset, XDG_CACHE_HOME unset.
+				env = append(env, "XRUN_CACHE=")
+			}
+			if _, _, code := run(t, opts{user: victim, dir: c.home, env: env}, "pull", "--platform", p.Name, img); code != 0 {
+				t.Fatalf("pull: exit %d", code)
+			}
+			blobs, _ := filepath.Glob(filepath.Join(c.cache, "blobs", "sha256", "*"))
+			if len(blobs) == 0 {
+				t.Fatalf("no blobs in %s", c.cache)
+			}
+			if st, err := os.Stat(c.cache); err != nil || st.Mode().Perm()&0o077 != 0 {
+				t.Errorf("cache %s: %v %v, want no access for others", c.cache, st.Mode(), err)
+			}
+			script := `ls ` + filepath.Join(c.cache, "blobs", "sha256") + `; for f in ` + strings.Join(blobs, " ") +
+				`; do cat "$f" > /dev/null && echo "read $f"; done; true`
+			stdout, stderr, _ := runAs(t, opts{user: attacker, dir: "/"}, "/bin/sh", "-c", script)
+			if strings.Contains(stdout, "read ") || strings.Contains(stdout, filepath.Base(blobs[0])) {
+				t.Errorf("user %s read %s's cache:\n%s%s", attacker, victim, stdout, stderr)
+			}
+		})
+	}
+}

@@ -51,6 +51,7 @@ func Prepare(ctx context.Context, o Options) (*Prepared, error) {
 func PrepareWith(ctx context.Context, o Options, po PullOptions) (*Prepared, error) {
 	o.fill()
 	log := o.Logger
+	privateCache(o.CacheDir, log)
 	plat := pull.HostPlatform()
 	if o.Platform != "" {
 		p, err := pull.ParsePlatform(o.Platform)
