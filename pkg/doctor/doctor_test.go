@@ -143,6 +143,36 @@ func TestNoEmulatorFromCurrentDir(t *testing.T) {
 	}
 }
 
+// TestCacheReadableByOthers: a cache other users can read (made by an
+// older xrun, or an XRUN_CACHE directory) is a warning that says how to
+// make it private; a private one is not.
+func TestCacheReadableByOthers(t *testing.T) {
+	for _, tc := range []struct {
+		mode os.FileMode
+		warn bool
+	}{{0o755, true}, {0o711, true}, {0o700, false}} {
+		dir := t.TempDir()
+		if err := os.Chmod(dir, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		d := &doctor{o: Options{CacheDir: dir}}
+		d.o.fill()
+		d.checkCache()
+		var warned *Check
+		for i, c := range d.r.Checks {
+			if c.Name == "cache" && c.Status == Warn {
+				warned = &d.r.Checks[i]
+			}
+		}
+		if (warned != nil) != tc.warn {
+			t.Errorf("mode %v: warning %+v, want one: %v", tc.mode, warned, tc.warn)
+		}
+		if warned != nil && !strings.Contains(warned.Fix, "chmod 700 "+dir) {
+			t.Errorf("mode %v: fix %q, want chmod 700", tc.mode, warned.Fix)
+		}
+	}
+}
+
 func TestFreeSubStart(t *testing.T) {
 	dir := t.TempDir()
 	f := filepath.Join(dir, "subuid")
