@@ -34,7 +34,7 @@ type protected struct {
 // or of a path inside one.
 func protectMounts(binds []Bind, prot []protected) ([]specs.Mount, error) {
 	var masks []specs.Mount
-	for _, b := range binds {
+	for i, b := range binds {
 		src := realPath(b.Source)
 		for _, p := range prot {
 			if p.dir == "" {
@@ -49,7 +49,14 @@ func protectMounts(binds []Bind, prot []protected) ([]specs.Mount, error) {
 			}
 			if rel, ok := within(src, rp); ok {
 				dst := filepath.Join(b.Destination, rel)
-				if !slices.ContainsFunc(masks, func(m specs.Mount) bool { return m.Destination == dst }) {
+				// A later bind over dst (or a parent) hides what this one
+				// exposes there; masking it would create a directory in
+				// that bind's source. Its own exposure is checked in turn.
+				shadowed := slices.ContainsFunc(binds[i+1:], func(l Bind) bool {
+					_, ok := within(filepath.Clean(l.Destination), dst)
+					return ok
+				})
+				if !shadowed && !slices.ContainsFunc(masks, func(m specs.Mount) bool { return m.Destination == dst }) {
 					masks = append(masks, specs.Mount{Source: "tmpfs", Destination: dst, Type: "tmpfs", Options: maskOptions})
 				}
 			}
