@@ -57,8 +57,14 @@ func (c cacheHome) rootfsFile(t *testing.T, rel string) (string, string) {
 // cached rootfs must be unchanged and the next run must see the image's
 // own /etc/passwd.
 func TestCacheNotWritableFromContainer(t *testing.T) {
+	for _, user := range testUsers {
+		t.Run(user, func(t *testing.T) { testCacheNotWritable(t, user) })
+	}
+}
+
+func testCacheNotWritable(t *testing.T, user string) {
 	p := platformByName("linux/amd64")
-	u := needRun(t, subUserName, p)
+	u := needRun(t, user, p)
 	c := newCacheHome(t, u)
 	img := h.reg.ref(busyboxRepo)
 	xrun := func(t *testing.T, dir string, args ...string) (string, string, int) {
