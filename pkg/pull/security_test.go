@@ -221,3 +221,38 @@ func TestIdleErrorGivesUp(t *testing.T) {
 		t.Errorf("blobError(idle) = %v", err)
 	}
 }
+
+// TestManifestIdleTimeout: a registry that stops sending in the middle of a
+// manifest fails the pull with a message that says so, instead of hanging.
+func TestManifestIdleTimeout(t *testing.T) {
+	isolateCredentials(t)
+	tr := newTestRegistry(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/manifests/") {
+				h.ServeHTTP(w, r)
+				return
+			}
+			rec := &bufferWriter{header: http.Header{}}
+			h.ServeHTTP(rec, r)
+			for k, v := range rec.header {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(rec.code)
+			w.Write(rec.body[:len(rec.body)/2])
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+			case <-time.After(time.Minute):
+			}
+		})
+	})
+	p := mustPlatform(t, "linux/arm64")
+	ref := tr.host + "/stall:1"
+	pushImage(t, ref, mkImage(t, p, 1))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := NewStore(t.TempDir()).Resolve(ctx, ref, testOpts(p, withIdleTimeout(200*time.Millisecond))...)
+	if err == nil || !strings.Contains(err.Error(), "the registry stopped sending") || ctx.Err() != nil {
+		t.Errorf("Resolve from a registry that stalls mid-manifest = %v (ctx %v), want the idle error", err, ctx.Err())
+	}
+}

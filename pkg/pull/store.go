@@ -98,11 +98,7 @@ type blobWatch struct {
 	// (reset, timeout) is fetched again, resuming where it stopped.
 	// 0 means 1.
 	attempts int
-	// idle is how long the body may send nothing before the attempt fails
-	// with errIdle (a transient error: the download resumes); 0 means
-	// defaultIdleTimeout.
-	idle time.Duration
-	log  func(msg string, args ...any)
+	log      func(msg string, args ...any)
 }
 
 // putBlobWatch is putBlob with a watch on the download.
@@ -205,9 +201,10 @@ func copyBlob(ctx context.Context, tmp *os.File, hasher hash.Hash, written *int6
 	if err != nil {
 		return err
 	}
-	ir := newIdleReader(rc, w.idle)
-	defer ir.Close()
-	r := io.Reader(ctxReader{ctx, ir})
+	// A body that stalls fails with *idleError (see guardTransport), a
+	// timeout: bodyTransient, so the download resumes.
+	defer rc.Close()
+	r := io.Reader(ctxReader{ctx, rc})
 	if *written > 0 {
 		hasher.Reset()
 		if _, err := io.Copy(hasher, io.NewSectionReader(tmp, 0, *written)); err != nil {

@@ -172,7 +172,6 @@ func (st *Stream) download(i int, repo name.Repository, p *remote.Puller, log *s
 		wrote:    func(n int64) { sl.set(func() { sl.written = n }) },
 		progress: prog,
 		attempts: st.o.attempts,
-		idle:     st.o.idle,
 		log:      log.Info,
 	})
 	if err != nil {

@@ -238,10 +238,17 @@ func (g *guardTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("%w to %s: anyone on the network could read it; use HTTPS for a registry that needs a login, or set %s=%s if you trust the network",
 			errPlainHTTPCredentials, host, EnvInsecureCredentials, host)
 	}
+	rt := g.secure
 	if ok && !isLoopback(host) {
-		return g.insecure.RoundTrip(req)
+		rt = g.insecure
 	}
-	return g.secure.RoundTrip(req)
+	resp, err := rt.RoundTrip(req)
+	if err == nil && resp.Body != nil && resp.Body != http.NoBody {
+		// Every body (blobs, manifests, tokens) fails with *idleError
+		// when the registry stops sending, rather than hang.
+		resp.Body = newIdleReader(resp.Body, g.o.idle)
+	}
+	return resp, err
 }
 
 // hasPassword reports whether req carries HTTP Basic credentials (a user
