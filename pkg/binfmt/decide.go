@@ -402,12 +402,21 @@ func findEmulator(a *Arch, opts *Options, log *slog.Logger) (*Emulator, error) {
 
 	type cand struct{ path, source string }
 	var cands []cand
-	pathDirs := filepath.SplitList(opts.getenv("PATH"))
+	// Only absolute PATH entries: an empty one means the current
+	// directory, and a relative one a directory below it, where anyone who
+	// can write the project directory (or a cloned repository) could put a
+	// qemu-ARCH-static that doctor would run on the host and every run would
+	// register. Go's exec.LookPath refuses them too (exec.ErrDot).
+	var pathDirs []string
+	for _, d := range filepath.SplitList(opts.getenv("PATH")) {
+		if !filepath.IsAbs(d) {
+			log.Debug("binfmt: PATH entry is not absolute: not searched for emulators", "entry", d)
+			continue
+		}
+		pathDirs = append(pathDirs, d)
+	}
 	for _, name := range []string{static, plain} {
 		for _, d := range pathDirs {
-			if d == "" {
-				d = "."
-			}
 			cands = append(cands, cand{filepath.Join(d, name), FromPATH})
 		}
 	}

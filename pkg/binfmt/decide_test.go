@@ -52,6 +52,7 @@ func TestDecide(t *testing.T) {
 		files           map[string]string // $ROOT-relative path -> static, dynamic, text
 		handlers        map[string]string // host binfmt_misc entries; $ROOT expanded
 		path            string            // $PATH; $ROOT expanded
+		inRoot          bool              // run in $ROOT (relative PATH entries point into it)
 		qemuPath        string            // $XRUN_QEMU_PATH; $ROOT expanded
 		emulator        string            // Options.Emulator; $ROOT expanded
 		installed       string            // Options.InstalledDir; $ROOT expanded
@@ -104,6 +105,19 @@ func TestDecide(t *testing.T) {
 		{name: "non-executable and non-ELF skipped", goarch: "arm64", path: "$ROOT/p1",
 			files: map[string]string{"p1/qemu-aarch64-static": text, "usr/bin/qemu-aarch64-static": static},
 			want:  &Plan{Strategy: Namespaced, Emulator: "$ROOT/usr/bin/qemu-aarch64-static"}},
+		// Relative and empty PATH entries (the current directory) are never
+		// searched: a qemu planted in a project directory must not be run.
+		{name: "empty PATH entry is not the current directory", goarch: "arm64", path: ":$ROOT/p1:", inRoot: true,
+			files: map[string]string{"qemu-aarch64-static": static, "usr/bin/qemu-aarch64-static": static},
+			want:  &Plan{Strategy: Namespaced, Emulator: "$ROOT/usr/bin/qemu-aarch64-static"}},
+		{name: "relative PATH entries skipped", goarch: "arm64", path: ".:p1:./p2:../" + "$BASE" + "/p1", inRoot: true,
+			files: map[string]string{"qemu-aarch64-static": static, "p1/qemu-aarch64": static, "p2/qemu-aarch64-static": static,
+				"usr/bin/qemu-aarch64-static": static},
+			want: &Plan{Strategy: Namespaced, Emulator: "$ROOT/usr/bin/qemu-aarch64-static"}},
+		{name: "only a relative PATH entry has one", goarch: "arm64", path: "p1", inRoot: true, sysDirs: []string{},
+			files:   map[string]string{"p1/qemu-aarch64-static": static},
+			wantErr: ErrNoEmulator,
+			wantMsg: "no emulator for linux/arm64: install qemu-user-static (Debian/Ubuntu: apt-get install qemu-user-static; Fedora: dnf install qemu-user-static), run xrun emulator install, or pass --emulator PATH"},
 		{name: "XRUN_QEMU_PATH dir", goarch: "arm64", qemuPath: "$ROOT/q",
 			files: map[string]string{"q/qemu-aarch64-static": static, "usr/bin/qemu-aarch64-static": static},
 			want:  &Plan{Strategy: Namespaced, Emulator: "$ROOT/q/qemu-aarch64-static"}},
@@ -222,7 +236,12 @@ func TestDecide(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			root := t.TempDir()
-			expand := func(s string) string { return strings.ReplaceAll(s, "$ROOT", root) }
+			expand := func(s string) string {
+				return strings.NewReplacer("$ROOT", root, "$BASE", filepath.Base(root)).Replace(s)
+			}
+			if tt.inRoot {
+				t.Chdir(root)
+			}
 			for rel, kind := range tt.files {
 				p := filepath.Join(root, rel)
 				switch kind {

@@ -408,7 +408,7 @@ func selectedWord(s string) string {
 func (d *doctor) checkCache() {
 	const name = "cache"
 	dir := d.o.CacheDir
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		d.add(Check{Status: Fail, Name: name, Detail: fmt.Sprintf("cannot create %s: %v", dir, err),
 			Fix: "set XRUN_CACHE to a directory you can write, e.g. XRUN_CACHE=$HOME/.cache/xrun"})
 		return
@@ -417,6 +417,13 @@ func (d *doctor) checkCache() {
 		d.add(Check{Status: Fail, Name: name, Detail: fmt.Sprintf("%s is not writable: %v", dir, err),
 			Fix: "set XRUN_CACHE to a directory you can write, or fix the owner of " + dir})
 		return
+	}
+	if st, err := os.Stat(dir); err == nil && st.Mode().Perm()&0o077 != 0 {
+		// Earlier versions made it 0755; runs tighten the default cache
+		// themselves, not one named with XRUN_CACHE.
+		d.add(Check{Status: Warn, Name: name,
+			Detail: fmt.Sprintf("%s has mode %04o: other users can read the images you pulled", dir, st.Mode().Perm()),
+			Fix:    "chmod 700 " + dir + " (unless you share it on purpose)"})
 	}
 	var size int64
 	var files int

@@ -103,6 +103,76 @@ func TestRunSmoke(t *testing.T) {
 	}
 }
 
+// TestNoEmulatorFromCurrentDir is the attack of issue 13 item 5: with an
+// empty (or relative) entry in PATH, a qemu-aarch64-static planted in the
+// directory where doctor is run (a cloned repository, /tmp) was taken as
+// the emulator, run with --version on the host, and used for the smoke
+// test. It must not be found at all.
+func TestNoEmulatorFromCurrentDir(t *testing.T) {
+	procSys, etc := fakeMachine(t, nil, "ID=debian\n")
+	dir := t.TempDir()
+	prog, _ := binfmt.TestProgram("amd64") // a static ELF, as a real qemu is
+	for _, d := range []string{dir, filepath.Join(dir, "bin")} {
+		os.MkdirAll(d, 0o755)
+		if err := os.WriteFile(filepath.Join(d, "qemu-aarch64-static"), prog, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Chdir(dir)
+	t.Setenv("PATH", ":bin:./bin:/nonexistent:")
+	r := Run(context.Background(), Options{
+		Platforms: []Platform{{GOARCH: "arm64"}},
+		CacheDir:  t.TempDir(),
+		Binfmt:    binfmt.Options{KernelRelease: "6.18.1", HostGOARCH: "amd64", BinfmtDir: t.TempDir(), SystemDirs: []string{}},
+		procSys:   procSys, etc: etc,
+		probe: func(context.Context, string) (*probeResult, error) {
+			return &probeResult{}, nil
+		},
+		smoke: func(_ context.Context, p *binfmt.Plan, _ *slog.Logger) (time.Duration, error) {
+			t.Errorf("smoke test run with %s", p.Emulator)
+			return 0, nil
+		},
+	})
+	for _, c := range r.Checks {
+		if strings.Contains(c.Detail, dir) {
+			t.Errorf("check %s uses the planted emulator: %s", c.Name, c.Detail)
+		}
+	}
+	if c := find(r, "linux/arm64"); c == nil || c.Status != Fail {
+		t.Errorf("linux/arm64 check = %+v, want a failure (no emulator)", c)
+	}
+}
+
+// TestCacheReadableByOthers: a cache other users can read (made by an
+// older xrun, or an XRUN_CACHE directory) is a warning that says how to
+// make it private; a private one is not.
+func TestCacheReadableByOthers(t *testing.T) {
+	for _, tc := range []struct {
+		mode os.FileMode
+		warn bool
+	}{{0o755, true}, {0o711, true}, {0o700, false}} {
+		dir := t.TempDir()
+		if err := os.Chmod(dir, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		d := &doctor{o: Options{CacheDir: dir}}
+		d.o.fill()
+		d.checkCache()
+		var warned *Check
+		for i, c := range d.r.Checks {
+			if c.Name == "cache" && c.Status == Warn {
+				warned = &d.r.Checks[i]
+			}
+		}
+		if (warned != nil) != tc.warn {
+			t.Errorf("mode %v: warning %+v, want one: %v", tc.mode, warned, tc.warn)
+		}
+		if warned != nil && !strings.Contains(warned.Fix, "chmod 700 "+dir) {
+			t.Errorf("mode %v: fix %q, want chmod 700", tc.mode, warned.Fix)
+		}
+	}
+}
+
 func TestFreeSubStart(t *testing.T) {
 	dir := t.TempDir()
 	f := filepath.Join(dir, "subuid")

@@ -127,6 +127,7 @@ func InstallEmulators(ctx context.Context, o InstallOptions) (*EmulatorSource, e
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	log := o.Logger
+	privateCache(o.CacheDir, log)
 	if _, err := name.NewDigest(o.Image); err != nil {
 		return nil, fmt.Errorf("emulator image %q must be pinned by digest (REF@sha256:...): what runs every foreign binary must not change under a tag", o.Image)
 	}
@@ -156,7 +157,7 @@ func InstallEmulators(ctx context.Context, o InstallOptions) (*EmulatorSource, e
 	log.Info("pulled emulator image", "ref", img.Ref, "digest", img.Digest.String(), "took", time.Since(t0).Round(time.Millisecond))
 
 	dir := EmulatorDir(o.CacheDir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("install emulators: %w", err)
 	}
 	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".tmp-")
@@ -413,7 +414,7 @@ func writeAtomic(p string, b []byte) error {
 // lockEmulators takes <cache>/locks/emulators-<GOARCH>.lock.
 func lockEmulators(ctx context.Context, cacheDir string) (func(), error) {
 	dir := filepath.Join(cacheDir, "locks")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
 	l := flock.New(filepath.Join(dir, "emulators-"+runtime.GOARCH+".lock"))

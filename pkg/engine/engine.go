@@ -193,6 +193,7 @@ func Run(ctx context.Context, o Options) error {
 
 	sopts := sandbox.Options{
 		Lower:     p.Rootfs,
+		CacheDir:  o.CacheDir,
 		Upper:     upper,
 		Work:      work,
 		Args:      args,
@@ -217,7 +218,11 @@ func Run(ctx context.Context, o Options) error {
 	// created it), runs keep their state in the cache instead.
 	sopts.FallbackRunRoot = filepath.Join(o.CacheDir, "run")
 	if o.BindCwd != "" {
-		if reason := unbindable(o.BindCwd); reason != "" {
+		reason := unbindable(o.BindCwd)
+		if reason == "" && sandbox.Inside(o.BindCwd, o.CacheDir) {
+			reason = "it is inside xrun's cache, which a container must not write"
+		}
+		if reason != "" {
 			log.Info("not binding the current directory", "dir", o.BindCwd, "reason", reason)
 		} else {
 			sopts.Binds = append(sopts.Binds, sandbox.Bind{Source: o.BindCwd, Destination: o.BindCwd})

@@ -73,6 +73,7 @@ type resolved struct {
 func resolve(ctx context.Context, o Options, po PullOptions) (*resolved, error) {
 	o.fill()
 	log := o.Logger
+	privateCache(o.CacheDir, log)
 	plat := pull.HostPlatform()
 	if o.Platform != "" {
 		p, err := pull.ParsePlatform(o.Platform)

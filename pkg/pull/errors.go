@@ -59,7 +59,7 @@ func registryError(ref string, err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}
-	if errors.Is(err, errPlainHTTP) {
+	if errors.Is(err, errPlainHTTP) || errors.Is(err, errPlainHTTPCredentials) {
 		return newError(ErrNetwork, err, "pull %s: %v", ref, plainHTTPCause(err))
 	}
 	var terr *transport.Error
@@ -135,7 +135,7 @@ func authError(ref string, err error) error {
 // with what to do.
 func plainHTTPCause(err error) error {
 	for e := err; e != nil; {
-		if strings.HasPrefix(e.Error(), errPlainHTTP.Error()) {
+		if strings.HasPrefix(e.Error(), errPlainHTTP.Error()) || strings.HasPrefix(e.Error(), errPlainHTTPCredentials.Error()) {
 			return e
 		}
 		u, ok := e.(interface{ Unwrap() error })

@@ -32,6 +32,9 @@ func blobError(ref, what string, err error) error {
 	if errors.Is(err, errDigestMismatch) || strings.Contains(err.Error(), "error verifying sha256 checksum") {
 		return newError(ErrDigestMismatch, err, "fetch %s of %s: the registry sent data that does not match the digest (%v): nothing was cached; retry, and tell the registry owner if it persists", what, ref, err)
 	}
+	if errors.Is(err, errPlainHTTP) || errors.Is(err, errPlainHTTPCredentials) {
+		return newError(ErrNetwork, err, "fetch %s of %s: %v", what, ref, plainHTTPCause(err))
+	}
 	if e := transientError(fmt.Sprintf("fetch %s of %s", what, ref), err); e != nil {
 		return e
 	}

@@ -24,7 +24,7 @@ const gcLock = "gc"
 
 // holdGC takes the shared gc lock; release gives it back.
 func (s *Store) holdGC(ctx context.Context) (release func(), err error) {
-	if err := os.MkdirAll(s.lockDir(), 0o755); err != nil {
+	if err := os.MkdirAll(s.lockDir(), 0o700); err != nil {
 		return nil, err
 	}
 	l := flock.New(filepath.Join(s.lockDir(), gcLock+".lock"))

@@ -28,6 +28,16 @@ type options struct {
 	progress  Progress
 	backoff   remote.Backoff
 	attempts  int // tries per blob body (a reset mid-body resumes)
+	// insecureCreds lists registries a password may be sent to over plain
+	// HTTP (XRUN_INSECURE_CREDENTIALS).
+	insecureCreds []string
+	// idle is how long a blob body may send nothing before the download
+	// is abandoned (and retried): 0 means defaultIdleTimeout.
+	idle time.Duration
+	// loopback, when set, replaces isLoopback in the decision to send a
+	// password over plain HTTP (a test seam: test servers are all on
+	// 127.0.0.1).
+	loopback func(hostport string) bool
 }
 
 // defaultJobs is how many layers Fetch downloads at once by default.
@@ -45,15 +55,16 @@ const EnvInsecureRegistries = "XRUN_INSECURE_REGISTRIES"
 
 func makeOptions(opts []Option) *options {
 	o := &options{
-		platform: HostPlatform(),
-		policy:   PullMissing,
-		logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-		keychain: DefaultKeychain(),
-		jobs:     defaultJobs,
-		insecure: splitList(os.Getenv(EnvInsecureRegistries)),
-		progress: noProgress{},
-		backoff:  defaultBackoff,
-		attempts: 3,
+		platform:      HostPlatform(),
+		policy:        PullMissing,
+		logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+		keychain:      DefaultKeychain(),
+		jobs:          defaultJobs,
+		insecure:      splitList(os.Getenv(EnvInsecureRegistries)),
+		insecureCreds: splitList(os.Getenv(EnvInsecureCredentials)),
+		progress:      noProgress{},
+		backoff:       defaultBackoff,
+		attempts:      3,
 	}
 	for _, opt := range opts {
 		opt(o)
@@ -142,6 +153,11 @@ func WithProgress(p Progress) Option {
 			o.progress = p
 		}
 	}
+}
+
+// withIdleTimeout is a test seam: how long a blob body may stall.
+func withIdleTimeout(d time.Duration) Option {
+	return func(o *options) { o.idle = d }
 }
 
 // withBackoff is a test seam: shorter waits between retries.

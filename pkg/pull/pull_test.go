@@ -433,7 +433,7 @@ func TestFetch(t *testing.T) {
 	p := mustPlatform(t, "linux/riscv64")
 	ref := tr.host + "/app:1"
 	pushImage(t, ref, mkImage(t, p, 3))
-	s := NewStore(t.TempDir())
+	s := NewStore(filepath.Join(t.TempDir(), "cache"))
 	img, err := s.Resolve(context.Background(), ref, testOpts(p)...)
 	if err != nil {
 		t.Fatalf("Resolve(%q) = %v", ref, err)
@@ -454,6 +454,18 @@ func TestFetch(t *testing.T) {
 		}
 	}
 	checkBlobs(t, s)
+	// The cache is private: its root and every directory in it are 0700
+	// (other users must not read the layers of private images).
+	_ = filepath.WalkDir(s.Root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			t.Error(err)
+			return nil
+		}
+		if fi, err := d.Info(); err == nil && d.IsDir() && fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s has mode %v, want 0700", path, fi.Mode().Perm())
+		}
+		return nil
+	})
 
 	// Everything cached: no network needed.
 	tr.srv.Close()

@@ -119,10 +119,10 @@ func (s *Store) putBlobWatch(ctx context.Context, h v1.Hash, open func() (io.Rea
 		return false, nil
 	}
 	s.cleanOnce.Do(s.cleanTemp)
-	if err := os.MkdirAll(filepath.Dir(s.BlobPath(h)), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(s.BlobPath(h)), 0o700); err != nil {
 		return false, err
 	}
-	if err := os.MkdirAll(s.tmpDir(), 0o755); err != nil {
+	if err := os.MkdirAll(s.tmpDir(), 0o700); err != nil {
 		return false, err
 	}
 	// We hold the blob's lock: any temp file of this blob is left over
@@ -201,6 +201,8 @@ func copyBlob(ctx context.Context, tmp *os.File, hasher hash.Hash, written *int6
 	if err != nil {
 		return err
 	}
+	// A body that stalls fails with *idleError (see guardTransport), a
+	// timeout: bodyTransient, so the download resumes.
 	defer rc.Close()
 	r := io.Reader(ctxReader{ctx, rc})
 	if *written > 0 {
@@ -256,7 +258,7 @@ func (c ctxReader) Read(p []byte) (int, error) {
 // is done. flock locks belong to the open file, so goroutines of one process
 // exclude each other too.
 func (s *Store) lock(ctx context.Context, name string) (unlock func(), err error) {
-	if err := os.MkdirAll(s.lockDir(), 0o755); err != nil {
+	if err := os.MkdirAll(s.lockDir(), 0o700); err != nil {
 		return nil, err
 	}
 	l := flock.New(filepath.Join(s.lockDir(), name+".lock"))
@@ -334,7 +336,7 @@ func (s *Store) readRecord(ref, platform string) (*record, error) {
 
 // writeRecord atomically writes the index record for r.
 func (s *Store) writeRecord(r *record) error {
-	if err := os.MkdirAll(s.indexDir(), 0o755); err != nil {
+	if err := os.MkdirAll(s.indexDir(), 0o700); err != nil {
 		return err
 	}
 	b, err := json.MarshalIndent(r, "", "  ")

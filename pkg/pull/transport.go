@@ -8,9 +8,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -31,7 +33,7 @@ func transient(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
-	if errors.Is(err, errPlainHTTP) || errors.Is(err, ErrDigestMismatch) {
+	if errors.Is(err, errPlainHTTP) || errors.Is(err, errPlainHTTPCredentials) || errors.Is(err, ErrDigestMismatch) {
 		return false
 	}
 	var nerr net.Error
@@ -75,18 +77,74 @@ func registryName(s string) string {
 	return s
 }
 
-// isLoopback reports whether a registry host[:port] is this machine.
+// errPlainHTTPCredentials is wrapped by the error for a request that would
+// send a password (HTTP Basic credentials) over plain HTTP to a registry that
+// is not on this machine.
+var errPlainHTTPCredentials = errors.New("password over plain HTTP refused")
+
+// EnvInsecureCredentials is the public environment variable listing
+// registries (host or host:port, comma or space separated) to which xrun
+// may send a user name and password over plain HTTP: an explicit opt-in on
+// top of --insecure-registry, which alone lets xrun pull anonymously.
+const EnvInsecureCredentials = "XRUN_INSECURE_CREDENTIALS"
+
+// isLoopback reports whether a registry host[:port] is this machine: a
+// loopback address, or localhost or a name under it, which xrun itself
+// connects to a loopback address without asking DNS (see pinLocalhost).
 func isLoopback(hostport string) bool {
 	host := hostport
 	if h, _, err := net.SplitHostPort(hostport); err == nil {
 		host = h
 	}
 	host = strings.Trim(host, "[]")
-	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+	if isLocalhostName(host) {
 		return true
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// isLocalhostName reports whether host is "localhost" or a name under it,
+// which RFC 6761 reserves for the loopback interface.
+func isLocalhostName(host string) bool {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	return host == "localhost" || strings.HasSuffix(host, ".localhost")
+}
+
+// pinLocalhost makes t connect localhost names (localhost, *.localhost) to
+// 127.0.0.1 (else ::1) itself, never through DNS or a proxy. xrun trusts
+// such names as loopback (plain HTTP allowed, no --insecure-registry
+// needed); Go's resolver asks the network's DNS server for foo.localhost, and
+// the proxy settings do not exempt it, so either could otherwise send that
+// traffic, and any credentials, to another machine.
+func pinLocalhost(t *http.Transport) *http.Transport {
+	t = t.Clone()
+	dial := t.DialContext
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	}
+	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil || !isLocalhostName(host) {
+			return dial(ctx, network, addr)
+		}
+		c, err := dial(ctx, network, net.JoinHostPort("127.0.0.1", port))
+		if err != nil {
+			if c6, err6 := dial(ctx, network, net.JoinHostPort("::1", port)); err6 == nil {
+				return c6, nil
+			}
+		}
+		return c, err
+	}
+	if proxy := t.Proxy; proxy != nil {
+		t.Proxy = func(req *http.Request) (*url.URL, error) {
+			if isLocalhostName(req.URL.Hostname()) {
+				return nil, nil
+			}
+			return proxy(req)
+		}
+	}
+	return t
 }
 
 // isInsecure reports whether registry reg (canonical host[:port]) may be
@@ -109,14 +167,16 @@ func (o *options) isInsecure(reg string) bool {
 	return false
 }
 
-// parseRef parses an image reference; registries listed as insecure get
-// name.Insecure so that go-containerregistry falls back to plain HTTP.
+// parseRef parses an image reference; registries listed as insecure, and
+// loopback ones (go-containerregistry itself recognises only some of the
+// names isLoopback accepts, e.g. not REG.LOCALHOST), get name.Insecure so
+// that go-containerregistry falls back to plain HTTP.
 func (o *options) parseRef(ref string) (name.Reference, error) {
 	r, err := name.ParseReference(ref)
 	if err != nil {
 		return nil, newError(ErrInvalidReference, err, "invalid image reference %q: %v", ref, err)
 	}
-	if reg := r.Context().RegistryStr(); !isLoopback(reg) && o.isInsecure(reg) {
+	if reg := r.Context().RegistryStr(); o.isInsecure(reg) {
 		r, err = name.ParseReference(ref, name.Insecure)
 		if err != nil {
 			return nil, newError(ErrInvalidReference, err, "invalid image reference %q: %v", ref, err)
@@ -134,6 +194,9 @@ func (o *options) roundTripper() http.RoundTripper {
 	base := o.transport
 	if base == nil {
 		base = defaultTransport()
+	}
+	if t, ok := base.(*http.Transport); ok {
+		base = pinLocalhost(t)
 	}
 	insecure := base
 	if t, ok := base.(*http.Transport); ok && len(o.insecure) > 0 {
@@ -171,10 +234,53 @@ func (g *guardTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("%w to %s: xrun speaks HTTPS to registries that are not on this machine; if you trust the network, pass --insecure-registry %s (or set %s)",
 			errPlainHTTP, host, host, EnvInsecureRegistries)
 	}
-	if ok && !isLoopback(host) {
-		return g.insecure.RoundTrip(req)
+	if req.URL.Scheme == "http" && hasPassword(req) && !g.o.mayPlainHTTPCredentials(host) {
+		return nil, fmt.Errorf("%w to %s: anyone on the network could read it; use HTTPS for a registry that needs a login, or set %s=%s if you trust the network",
+			errPlainHTTPCredentials, host, EnvInsecureCredentials, host)
 	}
-	return g.secure.RoundTrip(req)
+	rt := g.secure
+	if ok && !isLoopback(host) {
+		rt = g.insecure
+	}
+	resp, err := rt.RoundTrip(req)
+	if err == nil && resp.Body != nil && resp.Body != http.NoBody {
+		// Every body (blobs, manifests, tokens) fails with *idleError
+		// when the registry stops sending, rather than hang.
+		resp.Body = newIdleReader(resp.Body, g.o.idle)
+	}
+	return resp, err
+}
+
+// hasPassword reports whether req carries HTTP Basic credentials (a user
+// name and password, also what a token exchange sends). Bearer tokens are
+// short-lived and scoped to the pull, and anonymous ones are how public
+// images are pulled: they are not refused.
+func hasPassword(req *http.Request) bool {
+	_, _, ok := req.BasicAuth()
+	return ok
+}
+
+// mayPlainHTTPCredentials reports whether a password may go over plain HTTP
+// to host (host[:port]): to this machine, or to a registry the user listed
+// in XRUN_INSECURE_CREDENTIALS.
+func (o *options) mayPlainHTTPCredentials(host string) bool {
+	loopback := isLoopback
+	if o.loopback != nil {
+		loopback = o.loopback
+	}
+	if loopback(host) {
+		return true
+	}
+	h, _, err := net.SplitHostPort(host)
+	if err != nil {
+		h = host
+	}
+	for _, e := range o.insecureCreds {
+		if e = registryName(e); e == host || e == h {
+			return true
+		}
+	}
+	return false
 }
 
 // remoteOptions are the go-containerregistry options every request uses.

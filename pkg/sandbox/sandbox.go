@@ -71,6 +71,10 @@ type Options struct {
 	Cwd string
 	// Binds are host paths bound into the container.
 	Binds []Bind
+	// CacheDir is xrun's cache. Like RunRoot, a container never gets it
+	// writable: where a bind holds it, an empty read-only tmpfs hides it,
+	// and a writable bind of a path inside it is refused (see protect.go).
+	CacheDir string
 	// Emulation, when set, registers a qemu handler inside the container's
 	// user namespace before pivot_root (Strategy binfmt.Namespaced), or
 	// binds a host handler's interpreter (binfmt.HostHandler).
@@ -477,6 +481,13 @@ func config(runDir, exe string, useReaper bool, uids, gids []specs.LinuxIDMappin
 		// by path, inside the container: put it there.
 		add(p.Emulator, p.Emulator, true)
 	}
+
+	// Last, so that they cover what the binds above exposed.
+	masks, err := protectMounts(opts.Binds, []protected{{opts.CacheDir, "xrun's cache"}, {opts.RunRoot, "xrun's run directory"}})
+	if err != nil {
+		return nil, err
+	}
+	spec.Mounts = append(spec.Mounts, masks...)
 
 	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
 		CgroupName:      filepath.Base(runDir),
