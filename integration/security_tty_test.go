@@ -217,6 +217,9 @@ func TestSecurityTTYInject(t *testing.T) {
 	if b, err := os.ReadFile("/proc/sys/dev/tty/legacy_tiocsti"); err == nil {
 		t.Logf("dev.tty.legacy_tiocsti = %s", strings.TrimSpace(string(b)))
 	}
+	if _, _, code := run(t, opts{user: u}, "pull", "--platform", plat, img); code != 0 {
+		t.Fatalf("pull: status %d", code)
+	}
 	dir := workDir(t, u)
 	inj := filepath.Join(dir, "tiocsti")
 	goBin, err := exec.LookPath("go")
