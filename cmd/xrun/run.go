@@ -63,7 +63,7 @@ func runFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "tmpfs", Usage: "mount a tmpfs at `DIR[:OPTIONS]` (e.g. /run:size=64m)"},
 		&cli.StringFlag{Name: "name", Usage: "keep the container's changes under `NAME` and reuse them in later runs (xrun ps, xrun rm)"},
 		&cli.BoolFlag{Name: "rm", Usage: "remove the container's changes when it exits (the default; accepted for docker habits)"},
-		&cli.BoolFlag{Name: "interactive", Aliases: []string{"i"}, Usage: "keep standard input open (always the case; accepted for docker habits)"},
+		&cli.BoolFlag{Name: "interactive", Aliases: []string{"i"}, Usage: "pass standard input to the command when it is a terminal (pipes and files always pass; a terminal without -i or -t gives /dev/null)"},
 		&cli.BoolFlag{Name: "tty", Aliases: []string{"t"}, Usage: "give the command a pseudo-terminal (standard input must be a terminal)"},
 		&cli.BoolFlag{Name: "no-cwd", Usage: "do not bind the current directory into the container"},
 		&cli.StringFlag{Name: "emulator", Usage: "static qemu-user `PATH` to use for a foreign platform", EnvVars: []string{"XRUN_QEMU_PATH"}},
@@ -228,6 +228,8 @@ func runOpts(c *cli.Context, s config.Settings) (engine.Options, error) {
 		Emulator: c.String("emulator"),
 		TTY:      c.Bool("tty"),
 		Insecure: c.StringSlice("insecure-registry"),
+
+		Interactive: c.Bool("interactive"),
 
 		Volumes:    volumes,
 		Tmpfs:      tmpfs,

@@ -20,6 +20,7 @@ type entry struct {
 	content  []byte
 	linkname string // symlink target
 	uid, gid int    // owner (root when zero)
+	fifo     bool   // a named pipe
 }
 
 var epoch = time.Unix(1700000000, 0).UTC()
@@ -83,6 +84,8 @@ func tarLayer(entries []entry) ([]byte, error) {
 		switch {
 		case e.path[len(e.path)-1] == '/':
 			hdr.Typeflag = tar.TypeDir
+		case e.fifo:
+			hdr.Typeflag = tar.TypeFifo
 		case e.linkname != "":
 			hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, e.linkname
 		default:

@@ -70,6 +70,9 @@ type Options struct {
 	Insecure []string
 	// TTY gives the command a pseudo-terminal (-t).
 	TTY bool
+	// Interactive passes a terminal on Stdin to the command (-i; see
+	// sandbox.Options.Interactive). Shell implies it.
+	Interactive bool
 	// Emulator overrides emulator discovery (--emulator).
 	Emulator string
 	// NoEmulatorPull: when no emulator is found, fail instead of
@@ -210,6 +213,8 @@ func Run(ctx context.Context, o Options) error {
 		Stdout:    o.Stdout,
 		Stderr:    o.Stderr,
 		Logger:    log,
+
+		Interactive: o.Interactive || o.Shell,
 	}
 	if plan.Strategy == binfmt.Native {
 		sopts.Emulation = nil

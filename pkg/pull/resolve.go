@@ -3,8 +3,10 @@ package pull
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -13,6 +15,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/xrun-dev/xrun/pkg/rootfs"
 )
 
 // Layer is one layer blob of an image, in manifest order (base first).
@@ -115,9 +119,13 @@ func (s *Store) cached(ref, platform string) (*Image, string) {
 	if err != nil {
 		return nil, err.Error()
 	}
-	cb, err := s.readBlob(m.Config.Digest)
+	maxCfg, err := maxConfigSize()
 	if err != nil {
-		return nil, "config blob missing"
+		return nil, err.Error()
+	}
+	cb, err := s.readConfigBlob(m.Config.Digest, maxCfg)
+	if err != nil {
+		return nil, "config blob: " + err.Error()
 	}
 	cfg, err := v1.ParseConfigFile(bytes.NewReader(cb))
 	if err != nil {
@@ -217,19 +225,36 @@ func (s *Store) resolveRemote(ctx context.Context, r name.Reference, userRef str
 		return nil, fmt.Errorf("pull %s: parse manifest %s: %w", userRef, mdigest, err)
 	}
 	cdig := m.Config.Digest
+	// The config is read whole into memory: bound it, by its declared
+	// size and by what is actually read (the descriptor may lie).
+	maxCfg, err := maxConfigSize()
+	if err != nil {
+		return nil, err
+	}
+	if m.Config.Size > maxCfg {
+		return nil, fmt.Errorf("pull %s: config %s: %w", userRef, cdig, configLimitError(maxCfg))
+	}
 	_, err = s.putBlob(ctx, cdig, func() (io.ReadCloser, error) {
 		l, err := p.Layer(ctx, r.Context().Digest(cdig.String()))
 		if err != nil {
 			return nil, err
 		}
-		return l.Compressed()
+		rc, err := l.Compressed()
+		if err != nil {
+			return nil, err
+		}
+		return &capReader{ReadCloser: rc, left: maxCfg, err: configLimitError(maxCfg)}, nil
 	})
+	var le *rootfs.LimitError
+	if errors.As(err, &le) {
+		return nil, fmt.Errorf("pull %s: config %s: %w", userRef, cdig, le)
+	}
 	if err != nil {
 		return nil, blobError(userRef, "config "+cdig.String(), err)
 	}
-	cb, err := s.readBlob(cdig)
+	cb, err := s.readConfigBlob(cdig, maxCfg)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("pull %s: config %s: %w", userRef, cdig, err)
 	}
 	cfg, err := v1.ParseConfigFile(bytes.NewReader(cb))
 	if err != nil {
@@ -318,4 +343,51 @@ func noPlatformError(ref string, want v1.Platform, have []string) error {
 // (empty fields if it declares none).
 func configPlatform(cfg *v1.ConfigFile) v1.Platform {
 	return normPlatform(v1.Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant})
+}
+
+// Limit of the image config, which is read whole into memory. Real configs
+// are a few KiB (a long history: a few hundred KiB). Manifests are bounded
+// by go-containerregistry (100 MiB).
+const (
+	DefaultMaxConfigSize int64 = 16 << 20
+	EnvMaxConfigSize           = "XRUN_MAX_CONFIG_SIZE"
+)
+
+// maxConfigSize is $XRUN_MAX_CONFIG_SIZE, else DefaultMaxConfigSize.
+func maxConfigSize() (int64, error) {
+	v := strings.TrimSpace(os.Getenv(EnvMaxConfigSize))
+	if v == "" {
+		return DefaultMaxConfigSize, nil
+	}
+	n, err := rootfs.ParseSize(v)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("invalid %s=%q: use a positive number such as 64M", EnvMaxConfigSize, v)
+	}
+	return n, nil
+}
+
+func configLimitError(max int64) error {
+	return &rootfs.LimitError{What: "image config size", Limit: max, Env: EnvMaxConfigSize, Size: true}
+}
+
+// capReader fails with err once more than left bytes are read.
+type capReader struct {
+	io.ReadCloser
+	left int64
+	err  error
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.left < 0 {
+		return 0, c.err
+	}
+	if int64(len(p)) > c.left+1 {
+		p = p[:c.left+1]
+	}
+	n, err := c.ReadCloser.Read(p)
+	c.left -= int64(n)
+	if c.left < 0 {
+		return 0, c.err
+	}
+	return n, err
 }

@@ -71,6 +71,24 @@ func (s *Store) readBlob(h v1.Hash) ([]byte, error) {
 	return os.ReadFile(s.BlobPath(h))
 }
 
+// readConfigBlob is readBlob for a config of at most max bytes (one cached
+// before that limit existed may be larger).
+func (s *Store) readConfigBlob(h v1.Hash, max int64) ([]byte, error) {
+	f, err := os.Open(s.BlobPath(h))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		return nil, configLimitError(max)
+	}
+	return b, nil
+}
+
 // errDigestMismatch is returned (wrapped) when downloaded bytes do not hash
 // to the digest they were fetched by.
 var errDigestMismatch = ErrDigestMismatch

@@ -99,7 +99,10 @@ func (c *Cache) Ensure(ctx context.Context, key string, layers []Layer, opts Opt
 	if err := checkKey(key); err != nil {
 		return "", err
 	}
-	opts = opts.fill()
+	opts, err := opts.fill()
+	if err != nil {
+		return "", err
+	}
 	dst := c.Path(key)
 	if c.Has(key) {
 		return dst, nil
@@ -167,7 +170,10 @@ func fill(ctx context.Context, tmp string, layers []Layer, opts Options) (Stats,
 // a "./" entry. It is what Cache.Ensure does in-process, for an
 // Options.Unpacker running elsewhere (another process, a user namespace).
 func UnpackLayers(ctx context.Context, dir string, layers []Layer, opts Options) (Stats, error) {
-	opts = opts.fill()
+	opts, err := opts.fill()
+	if err != nil {
+		return Stats{}, err
+	}
 	u, err := newUnpacker(dir, opts)
 	if err != nil {
 		return Stats{}, err

@@ -146,7 +146,7 @@ func TestEnsureBomb(t *testing.T) {
 			l := blobLayer("bomb", tc.tarb, gzipBytes(t, tc.tarb), "", nil)
 			l.DiffID = ""
 			_, err := c.Ensure(t.Context(), testKey, []Layer{l}, Options{MaxBytes: 64 << 10})
-			want := "layer sha256:bomb: uncompressed size exceeds 65536 bytes"
+			want := "layer sha256:bomb: uncompressed layer size exceeds the limit of 64 KiB (XRUN_MAX_LAYER_SIZE): set XRUN_MAX_LAYER_SIZE higher"
 			if err == nil || !strings.Contains(err.Error(), want) || !errors.Is(err, ErrTooLarge) {
 				t.Fatalf("Ensure error = %v, want %q", err, want)
 			}

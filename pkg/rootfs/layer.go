@@ -95,7 +95,13 @@ func (u *unpacker) applyLayer(ctx context.Context, l Layer) error {
 		defer ra.stop()
 		r = ra
 	}
-	lr := &limitReader{ctx: ctx, r: r, max: u.opts.MaxBytes}
+	// The stream is bounded by the per-layer limit and by what the
+	// image-wide limit leaves after the layers before it.
+	lr := &limitReader{ctx: ctx, r: r, max: u.opts.MaxBytes, errf: layerSizeError}
+	if left := u.opts.MaxTotalBytes - u.streamN; left < lr.max {
+		lr.max, lr.errf, lr.limit = left, imageSizeError, u.opts.MaxTotalBytes
+	}
+	defer func() { u.streamN += lr.n }()
 	var tr io.Reader = lr
 	if h != nil {
 		tr = io.TeeReader(lr, h)

@@ -23,18 +23,25 @@ type Layer struct {
 	Open func() (io.ReadCloser, error)
 }
 
-// DefaultMaxBytes is the per-layer uncompressed size limit used when
-// Options.MaxBytes is 0.
-const DefaultMaxBytes int64 = 64 << 30
-
 // Options tunes unpacking. The zero value is ready to use.
 type Options struct {
 	// Logger receives debug lines and one summary per unpack. Default: discard.
 	Logger *slog.Logger
 	// MaxBytes bounds the uncompressed bytes of one layer (stream bytes and
 	// the sum of file sizes, which also covers sparse files): a guard against
-	// decompression bombs. Default (0): DefaultMaxBytes.
+	// decompression bombs. Default (0): $XRUN_MAX_LAYER_SIZE, else
+	// DefaultMaxBytes.
 	MaxBytes int64
+	// MaxTotalBytes bounds the same across all layers. Default (0):
+	// $XRUN_MAX_IMAGE_SIZE, else DefaultMaxTotalBytes.
+	MaxTotalBytes int64
+	// MaxEntries bounds the number of tar entries of all layers. Default
+	// (0): $XRUN_MAX_IMAGE_ENTRIES, else DefaultMaxEntries.
+	MaxEntries int64
+	// MaxDirs bounds the directories tracked until the end of the unpack
+	// (see unpacker.pending). Default (0): $XRUN_MAX_IMAGE_DIRS, else
+	// DefaultMaxDirs.
+	MaxDirs int64
 	// Chown gives every entry the uid and gid of its tar header (lchown).
 	// It is meant for an unpacker that is root in a user namespace mapping
 	// the image's ids (see Unpacker): there the files keep the image's
@@ -56,14 +63,33 @@ type Options struct {
 // UnpackLayers does (opts is Ensure's, filled). See Options.Unpacker.
 type Unpacker func(ctx context.Context, dir string, layers []Layer, opts Options) (Stats, error)
 
-func (o Options) fill() Options {
+// fill sets the defaults of the zero fields, reading the limits' environment
+// variables; a malformed one is an error.
+func (o Options) fill() (Options, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.MaxBytes <= 0 {
-		o.MaxBytes = DefaultMaxBytes
+	for _, l := range []struct {
+		v    *int64
+		env  string
+		def  int64
+		size bool
+	}{
+		{&o.MaxBytes, EnvMaxLayerSize, DefaultMaxBytes, true},
+		{&o.MaxTotalBytes, EnvMaxImageSize, DefaultMaxTotalBytes, true},
+		{&o.MaxEntries, EnvMaxImageEntries, DefaultMaxEntries, false},
+		{&o.MaxDirs, EnvMaxImageDirs, DefaultMaxDirs, false},
+	} {
+		if *l.v > 0 {
+			continue
+		}
+		n, err := limitFromEnv(l.env, l.def, l.size)
+		if err != nil {
+			return o, err
+		}
+		*l.v = n
 	}
-	return o
+	return o, nil
 }
 
 // Stats counts what an unpack did.

@@ -6,13 +6,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
-	"time"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"golang.org/x/sys/unix"
@@ -34,13 +34,16 @@ const (
 // still be written by layer 2 when unprivileged; calling Unpack repeatedly on
 // one dir works too, except through directories whose owner lacks r or x.
 func Unpack(ctx context.Context, dir string, r io.Reader, opts Options) (Stats, error) {
-	opts = opts.fill()
+	opts, err := opts.fill()
+	if err != nil {
+		return Stats{}, err
+	}
 	u, err := newUnpacker(dir, opts)
 	if err != nil {
 		return Stats{}, err
 	}
 	defer u.close()
-	lr := &limitReader{ctx: ctx, r: r, max: opts.MaxBytes}
+	lr := &limitReader{ctx: ctx, r: r, max: opts.MaxBytes, errf: layerSizeError}
 	err = u.apply(ctx, lr, lr)
 	if ferr := u.finish(); err == nil {
 		err = ferr
@@ -49,6 +52,10 @@ func Unpack(ctx context.Context, dir string, r io.Reader, opts Options) (Stats, 
 }
 
 // unpacker applies layers onto one directory tree.
+//
+// Its memory is bounded by Options' limits: pending and fixed hold one
+// entry per directory (MaxDirs), added one per entry of the current layer
+// (MaxEntries), each a few dozen bytes plus the map's overhead.
 type unpacker struct {
 	root    string
 	rootFD  int
@@ -58,23 +65,35 @@ type unpacker struct {
 	pending map[string]dirMeta  // directory modes/times applied by finish, by cleaned path
 	added   map[entKey]struct{} // entries written by the current layer (whiteouts spare them)
 	fixed   map[uint64]struct{} // inodes of directories already checked for owner rwx
+	seed    maphash.Seed        // of added's name hashes
 	layerSz int64               // sum of file sizes in the current layer
+	totalSz int64               // sum of file sizes in all layers so far
+	streamN int64               // uncompressed bytes of the layers before the current one
+	entries int64               // tar entries of all layers so far
 	noXattr bool                // the filesystem refused user xattrs: stop trying
 	noChown bool                // Options.Chown, but chown is not permitted here: stop trying
 }
 
+// dirMeta is what finish applies to a directory. Times are Unix
+// nanoseconds (a time.Time is three times larger).
 type dirMeta struct {
 	ino          uint64
+	atime, mtime int64
 	mode         uint32
-	atime, mtime time.Time
 	hasTime      bool
 }
 
 // entKey names a directory entry by its parent's inode, so that an entry
-// reached through a symlinked parent is still recognised.
+// reached through a symlinked parent is still recognised, and a hash of its
+// name (seeded per unpack, so a layer cannot aim at collisions; a collision
+// would only spare one lower entry from a whiteout).
 type entKey struct {
 	dir  uint64
-	name string
+	name uint64
+}
+
+func (u *unpacker) key(dir uint64, name string) entKey {
+	return entKey{dir, maphash.String(u.seed, name)}
 }
 
 func newUnpacker(root string, opts Options) (*unpacker, error) {
@@ -89,6 +108,7 @@ func newUnpacker(root string, opts Options) (*unpacker, error) {
 		log:     opts.Logger,
 		pending: map[string]dirMeta{},
 		fixed:   map[uint64]struct{}{},
+		seed:    maphash.MakeSeed(),
 	}, nil
 }
 
@@ -119,7 +139,7 @@ func (u *unpacker) apply(ctx context.Context, r io.Reader, lr *limitReader) erro
 				return lr.err
 			}
 			if errors.Is(err, ErrTooLarge) {
-				return err // a layer-wide limit: "uncompressed size exceeds N bytes"
+				return err // a limit of the layer or the image: *LimitError
 			}
 			return fmt.Errorf("entry %q: %w", hdr.Name, err)
 		}
@@ -131,6 +151,10 @@ func unsafeErr(format string, args ...any) error {
 }
 
 func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
+	u.entries++
+	if u.entries > u.opts.MaxEntries {
+		return entriesError(u.opts.MaxEntries)
+	}
 	rel := cleanRel(hdr.Name)
 	dir, base := splitRel(rel)
 	if strings.HasPrefix(base, whiteoutPrefix) {
@@ -152,7 +176,11 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		}
 		u.layerSz += hdr.Size
 		if u.layerSz > u.opts.MaxBytes || u.layerSz < 0 {
-			return tooLargeError(u.opts.MaxBytes)
+			return layerSizeError(u.opts.MaxBytes)
+		}
+		u.totalSz += hdr.Size
+		if u.totalSz > u.opts.MaxTotalBytes || u.totalSz < 0 {
+			return imageSizeError(u.opts.MaxTotalBytes)
 		}
 	}
 	if rel == "" {
@@ -166,9 +194,8 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		if err := unix.Fstat(u.rootFD, &st); err != nil {
 			return err
 		}
-		u.setPending("", st.Ino, hdr)
 		u.stats.Dirs++
-		return nil
+		return u.setPending("", st.Ino, hdr)
 	}
 
 	pfd, pino, err := u.ensureDir(dir)
@@ -196,7 +223,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 			// Already the same inode (a link to itself or through a
 			// symlinked parent): nothing to do, and unlinking it first
 			// would lose the target.
-			u.added[entKey{pino, base}] = struct{}{}
+			u.added[u.key(pino, base)] = struct{}{}
 			u.stats.Hardlinks++
 			return nil
 		}
@@ -235,7 +262,9 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		if err != nil {
 			return err
 		}
-		u.setPending(rel, dst.Ino, hdr)
+		if err := u.setPending(rel, dst.Ino, hdr); err != nil {
+			return err
+		}
 		u.stats.Dirs++
 	case tar.TypeReg:
 		fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
@@ -296,7 +325,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		}
 		u.stats.Fifos++
 	}
-	u.added[entKey{pino, base}] = struct{}{}
+	u.added[u.key(pino, base)] = struct{}{}
 	return nil
 }
 
@@ -410,8 +439,14 @@ func (u *unpacker) makeWritable(fd int, st *unix.Stat_t, rel string) error {
 	if _, ok := u.fixed[st.Ino]; ok {
 		return nil
 	}
+	if int64(len(u.fixed)) >= u.opts.MaxDirs {
+		return dirsError(u.opts.MaxDirs)
+	}
 	if st.Mode&0o700 != 0o700 {
 		if _, ok := u.pending[rel]; !ok {
+			if err := u.track(); err != nil {
+				return err
+			}
 			u.pending[rel] = dirMeta{ino: st.Ino, mode: st.Mode & 0o7777}
 		}
 		if err := unix.Fchmod(fd, st.Mode&0o7777|0o700); err != nil {
@@ -422,15 +457,29 @@ func (u *unpacker) makeWritable(fd int, st *unix.Stat_t, rel string) error {
 	return nil
 }
 
-func (u *unpacker) setPending(rel string, ino uint64, hdr *tar.Header) {
+func (u *unpacker) setPending(rel string, ino uint64, hdr *tar.Header) error {
+	if _, ok := u.pending[rel]; !ok {
+		if err := u.track(); err != nil {
+			return err
+		}
+	}
 	m := dirMeta{ino: ino, mode: uint32(hdr.Mode) & 0o7777}
 	if !hdr.ModTime.IsZero() {
-		m.mtime, m.atime, m.hasTime = hdr.ModTime, hdr.ModTime, true
+		m.mtime, m.atime, m.hasTime = hdr.ModTime.UnixNano(), hdr.ModTime.UnixNano(), true
 		if !hdr.AccessTime.IsZero() {
-			m.atime = hdr.AccessTime
+			m.atime = hdr.AccessTime.UnixNano()
 		}
 	}
 	u.pending[rel] = m
+	return nil
+}
+
+// track checks that one more directory may be added to pending.
+func (u *unpacker) track() error {
+	if int64(len(u.pending)) >= u.opts.MaxDirs {
+		return dirsError(u.opts.MaxDirs)
+	}
+	return nil
 }
 
 // whiteout applies ".wh.NAME" (delete NAME from lower layers) or
@@ -476,7 +525,7 @@ func (u *unpacker) removeLowerAt(dfd int, dino uint64, name, rel string) error {
 	} else if err != nil {
 		return err
 	}
-	_, added := u.added[entKey{dino, name}]
+	_, added := u.added[u.key(dino, name)]
 	if !isDirMode(st.Mode) {
 		if added {
 			return nil
@@ -686,7 +735,7 @@ func logSkipped(log *slog.Logger, st Stats) {
 func (u *unpacker) finishDir(rel string, m dirMeta) error {
 	var ts []unix.Timespec
 	if m.hasTime {
-		ts = []unix.Timespec{unix.NsecToTimespec(m.atime.UnixNano()), unix.NsecToTimespec(m.mtime.UnixNano())}
+		ts = []unix.Timespec{unix.NsecToTimespec(m.atime), unix.NsecToTimespec(m.mtime)}
 	}
 	if rel == "" {
 		var st unix.Stat_t
@@ -728,14 +777,18 @@ func (u *unpacker) finishDir(rel string, m dirMeta) error {
 	return nil
 }
 
-// limitReader counts bytes, fails past max (decompression bombs) and stops
-// when ctx is done.
+// limitReader counts bytes, fails past max with errf(limit) (decompression
+// bombs) and stops when ctx is done.
 type limitReader struct {
-	ctx context.Context
-	r   io.Reader
-	n   int64
-	max int64
-	err error
+	ctx  context.Context
+	r    io.Reader
+	n    int64
+	max  int64
+	errf func(limit int64) error
+	// limit is what errf reports (default max): the image-wide limit
+	// when that is what max is derived from.
+	limit int64
+	err   error
 }
 
 func (l *limitReader) Read(p []byte) (int, error) {
@@ -749,16 +802,12 @@ func (l *limitReader) Read(p []byte) (int, error) {
 	n, err := l.r.Read(p)
 	l.n += int64(n)
 	if l.n > l.max {
-		l.err = tooLargeError(l.max)
+		lim := l.limit
+		if lim == 0 {
+			lim = l.max
+		}
+		l.err = l.errf(lim)
 		return n, l.err
 	}
 	return n, err
 }
-
-// tooLargeError reads "uncompressed size exceeds N bytes" and matches ErrTooLarge.
-type tooLargeError int64
-
-func (e tooLargeError) Error() string {
-	return fmt.Sprintf("uncompressed size exceeds %d bytes", int64(e))
-}
-func (e tooLargeError) Is(target error) bool { return target == ErrTooLarge }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -165,5 +166,5 @@ func (c *Cache) CleanTemp() {
 			}
 		}
 	}
-	c.removeStale("", Options{}.fill())
+	c.removeStale("", Options{Logger: slog.New(slog.DiscardHandler)})
 }

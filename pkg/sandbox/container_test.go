@@ -6,8 +6,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 func TestContainerLifecycle(t *testing.T) {
@@ -200,5 +202,76 @@ func TestWriteAptConfig(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(root, aptConfPath))
 	if err != nil || !strings.Contains(string(b), `APT::Sandbox::User "root";`) {
 		t.Errorf("apt config = %q, %v", b, err)
+	}
+}
+
+// TestResolveUserHostileFiles: an image whose /etc/passwd or /etc/group is a
+// FIFO used to block ResolveUser in open(2) for ever (Ctrl-C could not stop
+// it). It must fail at once with a one-line error; so must a huge file.
+func TestResolveUserHostileFiles(t *testing.T) {
+	for _, tc := range []struct {
+		file, kind, want string
+	}{
+		{"etc/passwd", "fifo", "the image's /etc/passwd is a named pipe (FIFO), not a regular file: refusing to read it (the image is broken or hostile): use another image"},
+		{"etc/group", "fifo", "the image's /etc/group is a named pipe (FIFO), not a regular file"},
+		{"etc/passwd", "huge", "the image's /etc/passwd is larger than 16 MiB: refusing to read it"},
+		{"etc/passwd", "dir", "the image's /etc/passwd is a directory, not a regular file"},
+	} {
+		t.Run(tc.file+" "+tc.kind, func(t *testing.T) {
+			lower := t.TempDir()
+			if err := os.MkdirAll(filepath.Join(lower, "etc"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(lower, "etc/passwd"), []byte("app:x:1000:1000::/home/app:/bin/sh\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			p := filepath.Join(lower, tc.file)
+			os.Remove(p)
+			var err error
+			switch tc.kind {
+			case "fifo":
+				err = unix.Mkfifo(p, 0o644)
+			case "huge":
+				err = os.WriteFile(p, make([]byte, 17<<20), 0o644)
+			case "dir":
+				err = os.Mkdir(p, 0o755)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, err := ResolveUser("app", lower, "")
+				done <- err
+			}()
+			select {
+			case err = <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("ResolveUser blocks on the image's " + tc.file)
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("ResolveUser error = %v, want one line containing %q", err, tc.want)
+			}
+		})
+	}
+	// A file deleted in a named container's upper layer (an overlay
+	// whiteout) is missing, not the image's, and not an error.
+	lower, upper := t.TempDir(), t.TempDir()
+	for _, d := range []string{lower, upper} {
+		if err := os.MkdirAll(filepath.Join(d, "etc"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(lower, "etc/passwd"), []byte("app:x:1000:1000::/home/app:/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mknod(filepath.Join(upper, "etc/passwd"), unix.S_IFCHR|0o644, 0); err != nil {
+		t.Skipf("cannot create a whiteout here: %v", err)
+	}
+	if _, err := ResolveUser("app", lower, upper); err == nil || !strings.Contains(err.Error(), "--user app") {
+		t.Errorf("ResolveUser with /etc/passwd deleted in the upper layer: %v, want an unknown-user error", err)
+	}
+	if u, err := ResolveUser("0", lower, upper); err != nil || u.UID != 0 {
+		t.Errorf("ResolveUser(0) with /etc/passwd deleted: %v, %v", u, err)
 	}
 }

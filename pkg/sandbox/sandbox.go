@@ -82,6 +82,10 @@ type Options struct {
 	// TTY gives the command a pseudo-terminal; Stdin must then be a
 	// terminal (*os.File), and Stdout receives everything the pty prints.
 	TTY bool
+	// Interactive (-i) passes a terminal on Stdin to the command, through
+	// xrun (see stdio.go); without it, and without TTY, the command reads
+	// /dev/null when Stdin is a terminal. Pipes and files always pass.
+	Interactive bool
 	// Hostname inside the UTS namespace ("" keeps the host's).
 	Hostname string
 	// Stdin, Stdout, Stderr default to the process's own.
@@ -298,7 +302,13 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	}
 	var tty *ttySession
-	if opts.TTY {
+	var stdio *stdioRelay
+	if !opts.TTY {
+		// No terminal fd ever enters the container (see stdio.go).
+		if stdio, err = setupStdio(proc, opts, log); err != nil {
+			return fmt.Errorf("set up standard input and output: %w", err)
+		}
+	} else {
 		f, ok := opts.Stdin.(*os.File)
 		if !ok || !IsTerminal(f) {
 			return errors.New("-t needs standard input to be a terminal")
@@ -317,7 +327,13 @@ func Run(ctx context.Context, opts Options) error {
 
 	t0 := time.Now()
 	if err := c.Run(proc); err != nil {
+		if stdio != nil {
+			stdio.abort()
+		}
 		return startError(err, opts.Args[0])
+	}
+	if stdio != nil {
+		stdio.started()
 	}
 	log.Info("set up", "took", time.Since(t0).Round(time.Millisecond))
 	t0 = time.Now()
@@ -346,6 +362,9 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	}()
 	st, err := proc.Wait()
+	if stdio != nil {
+		stdio.finish()
+	}
 	if st == nil {
 		return fmt.Errorf("wait for the command: %w", err)
 	}

@@ -128,6 +128,10 @@ func recvFile(sock *os.File) (*os.File, error) {
 
 // IsTerminal reports whether f is a terminal.
 func IsTerminal(f *os.File) bool {
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	fd, err := rawFD(f)
+	if err != nil {
+		return false
+	}
+	_, err = unix.IoctlGetTermios(fd, unix.TCGETS)
 	return err == nil
 }

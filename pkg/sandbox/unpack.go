@@ -60,7 +60,8 @@ func UnpackInUserNS(ctx context.Context, dir string, layers []rootfs.Layer, opts
 	if err != nil {
 		return rootfs.Stats{}, err
 	}
-	req := unpackRequest{Dir: abs, MaxBytes: opts.MaxBytes}
+	req := unpackRequest{Dir: abs, MaxBytes: opts.MaxBytes, MaxTotalBytes: opts.MaxTotalBytes,
+		MaxEntries: opts.MaxEntries, MaxDirs: opts.MaxDirs}
 	for _, l := range layers {
 		req.Layers = append(req.Layers, layerDesc{Digest: l.Digest, DiffID: l.DiffID, MediaType: l.MediaType})
 	}
@@ -143,9 +144,12 @@ func sendLayer(w io.Writer, i int, l rootfs.Layer) error {
 const frameMax = 256 << 10
 
 type unpackRequest struct {
-	Dir      string      `json:"dir"`
-	MaxBytes int64       `json:"maxBytes"`
-	Layers   []layerDesc `json:"layers"`
+	Dir           string      `json:"dir"`
+	MaxBytes      int64       `json:"maxBytes"`
+	MaxTotalBytes int64       `json:"maxTotalBytes,omitempty"`
+	MaxEntries    int64       `json:"maxEntries,omitempty"`
+	MaxDirs       int64       `json:"maxDirs,omitempty"`
+	Layers        []layerDesc `json:"layers"`
 }
 
 type layerDesc struct {
@@ -274,7 +278,8 @@ func unpackFrom(ctx context.Context, r *bufio.Reader) unpackResult {
 				return &frameReader{r: r}, nil
 			}}
 	}
-	st, err := rootfs.UnpackLayers(ctx, req.Dir, layers, rootfs.Options{MaxBytes: req.MaxBytes, Chown: true})
+	st, err := rootfs.UnpackLayers(ctx, req.Dir, layers, rootfs.Options{
+		MaxBytes: req.MaxBytes, MaxTotalBytes: req.MaxTotalBytes, MaxEntries: req.MaxEntries, MaxDirs: req.MaxDirs, Chown: true})
 	if err != nil {
 		emptyDir(req.Dir)
 		res := failure(err)

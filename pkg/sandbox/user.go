@@ -1,13 +1,18 @@
 package sandbox
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"io"
-	"os"
+	"io/fs"
 	"strings"
 
 	"github.com/moby/sys/user"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/xrun-dev/xrun/pkg/rootfs"
 )
 
 // User is the identity the command runs as inside the container.
@@ -34,10 +39,14 @@ func ResolveUser(spec, lower, upper string) (*User, error) {
 	if err := CheckUserSpec(spec); err != nil {
 		return nil, err
 	}
-	passwd := openInImage("etc/passwd", lower, upper)
-	defer passwd.Close()
-	group := openInImage("etc/group", lower, upper)
-	defer group.Close()
+	passwd, err := readInImage("etc/passwd", lower, upper)
+	if err != nil {
+		return nil, err
+	}
+	group, err := readInImage("etc/group", lower, upper)
+	if err != nil {
+		return nil, err
+	}
 	eu, err := user.GetExecUser(spec, &user.ExecUser{Home: "/"}, passwd, group)
 	if err != nil {
 		return nil, fmt.Errorf("--user %s: %w (names are looked up in the image's /etc/passwd and /etc/group)", spec, err)
@@ -65,30 +74,37 @@ func CheckUserSpec(spec string) error {
 	return nil
 }
 
-// openInImage opens rel (e.g. "etc/passwd") in upper if it is a regular
-// file there, else in lower, resolving symlinks inside each root. A missing
-// file reads as empty.
-func openInImage(rel, lower, upper string) io.ReadCloser {
+// readInImage returns a reader of rel (e.g. "etc/passwd") from upper (a
+// named container's upper layer) if it has the file, else from lower (the
+// image). A missing file, or one deleted in upper, reads as empty. Both
+// trees are hostile input: the file is read through rootfs.ReadFileIn
+// (symlinks resolved inside the tree, nothing but a regular file of at most
+// rootfs.DefaultMaxImageFile opened), so a FIFO, device or huge file there
+// fails the run at once instead of hanging it.
+func readInImage(rel, lower, upper string) (io.Reader, error) {
 	for _, root := range []string{upper, lower} {
 		if root == "" {
 			continue
 		}
-		r, err := os.OpenRoot(root)
-		if err != nil {
+		b, err := rootfs.ReadFileIn(root, rel, rootfs.DefaultMaxImageFile)
+		var nr *rootfs.NotRegularError
+		var tl *rootfs.TooLargeFileError
+		switch {
+		case err == nil:
+			return bytes.NewReader(b), nil
+		case errors.Is(err, rootfs.ErrWhiteout):
+			return strings.NewReader(""), nil
+		case errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENOTDIR):
 			continue
+		case errors.As(err, &nr):
+			return nil, fmt.Errorf("the image's /%s is %s, not a regular file: refusing to read it (the image is broken or hostile): use another image", rel, nr.Kind())
+		case errors.As(err, &tl):
+			return nil, fmt.Errorf("the image's /%s is larger than %s: refusing to read it (the image is broken or hostile): use another image", rel, rootfs.HumanSize(tl.Max))
+		default:
+			return nil, fmt.Errorf("read the image's /%s: %w", rel, err)
 		}
-		f, err := r.Open(rel)
-		r.Close()
-		if err != nil {
-			continue
-		}
-		if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
-			f.Close()
-			continue
-		}
-		return f
 	}
-	return io.NopCloser(strings.NewReader(""))
+	return strings.NewReader(""), nil
 }
 
 // subIDHint says why only root exists in the container and how to change it.
