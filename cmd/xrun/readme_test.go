@@ -190,3 +190,57 @@ func TestActionableErrorsAreDocumented(t *testing.T) {
 		}
 	}
 }
+
+// The README's security model names, for each rule, the test that performs
+// the attack. Every test it names must exist, and every attack test of the
+// integration suite (TestSecurity*, TestCache*) must be named there.
+func TestSecurityModelNamesItsTests(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "\n## Security model\n")
+	if !ok {
+		t.Fatal("README.md has no section \"## Security model\"")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	named := map[string]bool{}
+	for _, m := range regexp.MustCompile(`\bTest[A-Z]\w*`).FindAllString(section, -1) {
+		named[m] = true
+	}
+	defined := map[string]string{} // test name -> file
+	testFunc := regexp.MustCompile(`(?m)^func (Test[A-Z]\w*)\(t \*testing\.T\)`)
+	root := filepath.Join("..", "..")
+	for _, dir := range []string{"cmd", "pkg", "integration"} {
+		err := filepath.WalkDir(filepath.Join(root, dir), func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(path, "_test.go") {
+				return err
+			}
+			src, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			for _, m := range testFunc.FindAllStringSubmatch(string(src), -1) {
+				defined[m[1]] = path
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(named) < 10 {
+		t.Errorf("the security model names only %d tests", len(named))
+	}
+	for name := range named {
+		if defined[name] == "" {
+			t.Errorf("README's security model names %s, which no test file defines", name)
+		}
+	}
+	for name, path := range defined {
+		attack := strings.HasPrefix(name, "TestSecurity") || strings.HasPrefix(name, "TestCache")
+		if attack && strings.Contains(path, "integration") && !named[name] {
+			t.Errorf("attack test %s (%s) is not named in README's security model", name, path)
+		}
+	}
+}
