@@ -223,6 +223,9 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	// From here on RunRoot is the directory in use: the one the container
+	// must never see writable (protectMounts).
+	opts.RunRoot = runRoot
 	collectStale(runRoot, log)
 	id, runDir, lock, err := createRunDir(runRoot)
 	if err != nil {
