@@ -18,12 +18,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Real reproductions of two causes of the user-namespace table
+// Real reproductions of the causes of the user-namespace table
 // (pkg/doctor/userns.go) that this machine can produce without changing
-// anything others see: user.max_user_namespaces=0, and a seccomp filter
-// that refuses unshare as docker's default profile does. The other causes
-// (AppArmor, Debian's sysctl, masked /proc) are simulated in the unit tests
-// of pkg/doctor and cmd/xrun.
+// anything others see: user.max_user_namespaces=0, a seccomp filter that
+// refuses unshare as docker's default profile does, and a masked /proc.
+// The others (AppArmor, Debian's sysctl, Kubernetes, podman) are simulated
+// in the unit tests of pkg/doctor and cmd/xrun.
 
 // seccompHelperEnv makes the test binary, started with it, install
 // dockerSeccompFilter and exec its arguments (see init).
@@ -223,4 +223,62 @@ func TestUserNSBlockedSeccomp(t *testing.T) {
 func exists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
+}
+
+// inMaskedProc runs the command in a mount namespace of its own in which
+// root has bound /dev/null over a file of /proc, as docker and podman
+// (and Kubernetes' default procMount) do. The kernel then refuses a fresh
+// procfs in a user namespace below it: a real masked /proc. Nothing is
+// mounted on the host.
+func inMaskedProc(path string) func(*exec.Cmd) *exec.Cmd {
+	return func(inner *exec.Cmd) *exec.Cmd {
+		argv := append([]string{"--mount", "--propagation", "private", "/bin/sh", "-c",
+			`mount --bind /dev/null "$0" && exec "$@"`, path}, inner.Args...)
+		return exec.Command("unshare", argv...)
+	}
+}
+
+// TestUserNSBlockedMaskedProc: with part of /proc masked, a run fails with
+// one line saying so and naming the flags that unmask it, and doctor's
+// probe (which mounts a fresh /proc as every run does) fails with them.
+func TestUserNSBlockedMaskedProc(t *testing.T) {
+	p := platformByName("linux/arm64")
+	u := needRun(t, subUserName, p)
+	if _, err := exec.LookPath("unshare"); err != nil {
+		skipOrFail(t, "unshare (util-linux): %v", err)
+	}
+	masked := ""
+	for _, f := range []string{"/proc/kcore", "/proc/keys", "/proc/timer_list"} {
+		if exists(f) {
+			masked = f
+			break
+		}
+	}
+	if masked == "" {
+		skipOrFail(t, "none of the /proc files container runtimes mask exists here")
+	}
+	env := pulled(t, u, p)
+	what := masked + " masked"
+	var cause, fix string
+	switch {
+	case exists("/.dockerenv"):
+		cause = "xrun runs in a docker container (/.dockerenv exists) whose /proc is partly masked (" + masked + " is hidden), so the kernel refuses a fresh /proc"
+		fix = ": start the container with docker run --security-opt seccomp=unconfined --security-opt systempaths=unconfined"
+	case exists("/run/.containerenv"):
+		cause = "xrun runs in a podman container (/run/.containerenv exists) whose /proc is partly masked (" + masked + " is hidden)"
+		fix = ": start the container with podman run --security-opt seccomp=unconfined --security-opt unmask=ALL"
+	default:
+		cause = "xrun runs in a container (" + masked + " is masked) whose /proc is partly masked (" + masked + " is hidden)"
+		fix = ": start the container with seccomp unconfined and /proc unmasked: docker run --security-opt seccomp=unconfined --security-opt systempaths=unconfined"
+	}
+	_, stderr, code := runBlocked(t, opts{user: u, env: env}, inMaskedProc(masked), what,
+		"--platform", p.Name, h.reg.ref(busyboxRepo), "--", "true")
+	wantXrunError(t, stderr, code, "xrun: start container: cannot mount /proc in the container (operation not permitted): "+cause, fix)
+	out, _, code := runBlocked(t, opts{user: u, env: env}, inMaskedProc(masked), what, "doctor", "--platform", p.Name)
+	if code != 1 || !strings.Contains(out, "FAIL  user namespaces: created a user namespace but cannot mount a fresh /proc in it (a run needs one): mount proc: operation not permitted") ||
+		!strings.Contains(out, cause) || !strings.Contains(out, "      fix: start the container with seccomp unconfined and /proc unmasked:\n") ||
+		!strings.Contains(out, "podman run --security-opt seccomp=unconfined --security-opt unmask=ALL\n") ||
+		!strings.Contains(out, "procMount: Unmasked") {
+		t.Errorf("doctor exit %d, want 1, the cause and the flags:\n%s", code, out)
+	}
 }
