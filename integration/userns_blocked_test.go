@@ -30,10 +30,11 @@ import (
 const seccompHelperEnv = "XRUN_TEST_SECCOMP_EXEC"
 
 func init() {
-	if os.Getenv(seccompHelperEnv) != "1" || len(os.Args) < 2 {
+	mode := os.Getenv(seccompHelperEnv)
+	if mode == "" || len(os.Args) < 2 {
 		return
 	}
-	if err := installDockerLikeSeccomp(); err != nil {
+	if err := installSeccomp(mode == "mount-eacces"); err != nil {
 		fmt.Fprintf(os.Stderr, "seccomp helper: %v\n", err)
 		os.Exit(99)
 	}
@@ -48,12 +49,13 @@ func init() {
 	os.Exit(99)
 }
 
-// installDockerLikeSeccomp installs, on every thread, a filter that does
-// to user namespaces what docker's default profile does to a process
-// without CAP_SYS_ADMIN: unshare and clone with namespace flags fail with
-// EPERM, clone3 with ENOSYS (so that libc falls back to clone), mount with
-// EPERM. Everything else is allowed. amd64 only.
-func installDockerLikeSeccomp() error {
+// installSeccomp installs, on every thread, a filter that does to user
+// namespaces what docker's default profile does to a process without
+// CAP_SYS_ADMIN: unshare and clone with namespace flags fail with EPERM,
+// clone3 with ENOSYS (so that libc falls back to clone), mount with EPERM.
+// Everything else is allowed. With mountOnly, only mount fails, with
+// EACCES, as under Ubuntu's AppArmor restriction. amd64 only.
+func installSeccomp(mountOnly bool) error {
 	const (
 		nsFlags = unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWUSER |
 			unix.CLONE_NEWPID | unix.CLONE_NEWNET | unix.CLONE_NEWCGROUP
@@ -80,6 +82,17 @@ func installDockerLikeSeccomp() error {
 		{Code: jset, K: nsFlags, Jf: 1},
 		{Code: ret, K: eperm},
 		{Code: ret, K: allow},
+	}
+	if mountOnly {
+		filter = []unix.SockFilter{
+			{Code: ld, K: 4},
+			{Code: jeq, K: unix.AUDIT_ARCH_X86_64, Jt: 1},
+			{Code: ret, K: allow},
+			{Code: ld, K: 0},
+			{Code: jeq, K: unix.SYS_MOUNT, Jf: 1},
+			{Code: ret, K: unix.SECCOMP_RET_ERRNO | uint32(unix.EACCES)},
+			{Code: ret, K: allow},
+		}
 	}
 	prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
 	// As root (CAP_SYS_ADMIN), no_new_privs is not needed, so the setuid
@@ -142,16 +155,19 @@ func inLimitedUserNS(inner *exec.Cmd) *exec.Cmd {
 
 // underSeccomp runs the command under installDockerLikeSeccomp, through
 // this test binary (see init).
-func underSeccomp(inner *exec.Cmd) *exec.Cmd {
-	self, _ := os.Executable()
-	cmd := exec.Command(self, inner.Args...)
-	cmd.Env = append(append([]string{}, inner.Env...), seccompHelperEnv+"=1")
-	return cmd
+// mode is "docker" or "mount-eacces" (see installSeccomp).
+func underSeccomp(mode string) func(*exec.Cmd) *exec.Cmd {
+	return func(inner *exec.Cmd) *exec.Cmd {
+		self, _ := os.Executable()
+		cmd := exec.Command(self, inner.Args...)
+		cmd.Env = append(append([]string{}, inner.Env...), seccompHelperEnv+"="+mode)
+		return cmd
+	}
 }
 
 func runSeccomp(t *testing.T, u *testUser, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	return runBlocked(t, opts{user: u, env: env}, underSeccomp, "a docker-like seccomp filter", args...)
+	return runBlocked(t, opts{user: u, env: env}, underSeccomp("docker"), "a docker-like seccomp filter", args...)
 }
 
 // pulled returns the env of a fresh cache that holds the arm64 busybox
@@ -281,4 +297,30 @@ func TestUserNSBlockedMaskedProc(t *testing.T) {
 		!strings.Contains(out, "procMount: Unmasked") {
 		t.Errorf("doctor exit %d, want 1, the cause and the flags:\n%s", code, out)
 	}
+}
+
+// TestUserNSBlockedMountEACCES: mount failing with EACCES in the user
+// namespace (as under Ubuntu's AppArmor restriction; here a seccomp filter
+// does it) is xrun's failure to set up the container (exit 125, one line
+// naming the cause), not the command's "cannot execute" (126).
+func TestUserNSBlockedMountEACCES(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skip("the test's seccomp filter is written for amd64")
+	}
+	p := platformByName("linux/arm64")
+	u := needRun(t, subUserName, p)
+	env := pulled(t, u, p)
+	var cause string
+	switch {
+	case exists("/.dockerenv"):
+		cause = "xrun runs in a docker container (/.dockerenv exists) whose seccomp or AppArmor profile refuses mount: " +
+			"start the container with docker run --security-opt seccomp=unconfined"
+	case exists("/run/.containerenv"):
+		cause = "whose seccomp or AppArmor profile refuses mount: start the container with podman run"
+	default:
+		cause = "a seccomp filter on xrun (Seccomp: 2 in /proc/self/status) refuses mount: run xrun outside the sandbox"
+	}
+	_, stderr, code := runBlocked(t, opts{user: u, env: env}, underSeccomp("mount-eacces"), "mount failing with EACCES",
+		"--platform", p.Name, h.reg.ref(busyboxRepo), "--", "true")
+	wantXrunError(t, stderr, code, "xrun: prepare container: cannot mount in a user namespace (permission denied): ", cause)
 }

@@ -140,11 +140,17 @@ func blockContainer(s System, f UserNSFailure) *UserNSBlock {
 }
 
 func blockSeccomp(s System, f UserNSFailure) *UserNSBlock {
-	if !refusedSyscall(f) || !s.seccompFiltered() {
+	what := "unshare"
+	if f.Step >= StepMount && (f.Errno == syscall.EPERM || f.Errno == syscall.EACCES) {
+		what = "mount"
+	} else if !refusedSyscall(f) {
+		return nil
+	}
+	if !s.seccompFiltered() {
 		return nil
 	}
 	return &UserNSBlock{
-		Cause:     "a seccomp filter on xrun (Seccomp: 2 in /proc/self/status) refuses unshare",
+		Cause:     "a seccomp filter on xrun (Seccomp: 2 in /proc/self/status) refuses " + what,
 		Fix:       "run xrun outside the sandbox that installs the filter (e.g. systemd's RestrictNamespaces=, a CI job's sandbox), or allow unshare, clone and mount in it",
 		DoctorFix: "run xrun outside the sandbox that installs the filter (e.g. a systemd unit with RestrictNamespaces= or SystemCallFilter=, a CI job's sandbox), or allow unshare, clone and mount in it",
 	}

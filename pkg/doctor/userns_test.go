@@ -233,6 +233,20 @@ func TestUserNSTable(t *testing.T) {
 			cause: "a seccomp filter on xrun (Seccomp: 2 in /proc/self/status) refuses unshare",
 			fix:   "run xrun outside the sandbox that installs the filter (e.g. systemd's RestrictNamespaces=, a CI job's sandbox), or allow unshare, clone and mount in it",
 		},
+		{
+			name:  "seccomp filter outside a container, mount EACCES",
+			sys:   machine(map[string]string{"proc/self/status": seccompStatus}, nil),
+			f:     UserNSFailure{StepMount, syscall.EACCES},
+			cause: "a seccomp filter on xrun (Seccomp: 2 in /proc/self/status) refuses mount",
+			fix:   "run xrun outside the sandbox that installs the filter",
+		},
+		{
+			name:  "docker default AppArmor profile, mount EACCES",
+			sys:   machine(map[string]string{".dockerenv": "", "proc/self/attr/apparmor/current": "docker-default (enforce)\n"}, nil),
+			f:     UserNSFailure{StepMount, syscall.EACCES},
+			cause: "xrun runs in a docker container (/.dockerenv exists) whose seccomp or AppArmor profile refuses mount",
+			fix:   "start the container with docker run --security-opt seccomp=unconfined --security-opt systempaths=unconfined (and --security-opt apparmor=unconfined on AppArmor hosts)",
+		},
 		// What the table must not claim.
 		{name: "plain host, unshare EPERM", sys: machine(nil, nil), f: UserNSFailure{StepUnshare, syscall.EPERM}},
 		{name: "docker marker alone, unshare EPERM", sys: machine(map[string]string{".dockerenv": ""}, nil), f: UserNSFailure{StepUnshare, syscall.EPERM}},
