@@ -27,7 +27,9 @@ var doctorCommand = &cli.Command{
 	Usage:     "check that this machine can run foreign platforms, and say how to fix what is missing",
 	ArgsUsage: " ",
 	Description: `Checks the kernel (binfmt_misc per user namespace), user namespaces and
-the sysctls that restrict them, subordinate ids and newuidmap, rootless
+what blocks them (sysctls; Ubuntu's AppArmor restriction, with a profile for
+xrun to paste; a container's seccomp profile or masked /proc, with the docker,
+podman and Kubernetes settings), subordinate ids and newuidmap, rootless
 overlayfs, the emulators found (version, static or not), the host's binfmt
 handlers, the cache, and (for information) whether shared memory may use
 huge pages, which makes each run's start faster; then runs a tiny test

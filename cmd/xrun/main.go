@@ -63,10 +63,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	// Everything else is xrun's error, printed once.
 	var reported silentError
 	if !errors.As(err, &reported) {
-		if h := hint(err); h != "" {
-			err = fmt.Errorf("%w: %s", err, h)
-		}
-		fmt.Fprintf(stderr, "xrun: %v\n", err)
+		fmt.Fprintf(stderr, "xrun: %s\n", message(err))
 	}
 	return engine.ExitCode(err)
 }

@@ -79,7 +79,7 @@ type Options struct {
 	Logger *slog.Logger
 
 	// Seams for tests.
-	procSys  string // default /proc/sys
+	sys      System // this machine as the user-namespace table reads it
 	shmemTHP string // default /sys/kernel/mm/transparent_hugepage/shmem_enabled
 	etc      string // default /etc
 	probe    func(ctx context.Context, cacheDir string) (*probeResult, error)
@@ -103,9 +103,7 @@ func (o *Options) fill() {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.procSys == "" {
-		o.procSys = "/proc/sys"
-	}
+	o.sys = o.sys.fill()
 	if o.etc == "" {
 		o.etc = "/etc"
 	}
@@ -136,7 +134,7 @@ func (d *doctor) add(c Check) {
 	d.r.Checks = append(d.r.Checks, c)
 	fmt.Fprintf(d.o.Out, "%-5s %s: %s\n", c.Status, c.Name, c.Detail)
 	if c.Fix != "" && c.Status >= Warn {
-		fmt.Fprintf(d.o.Out, "      fix: %s\n", c.Fix)
+		fmt.Fprintf(d.o.Out, "      fix: %s\n", strings.ReplaceAll(c.Fix, "\n", "\n      "))
 	}
 }
 
@@ -161,14 +159,6 @@ func Run(ctx context.Context, o Options) *Report {
 	return &d.r
 }
 
-func (d *doctor) readSys(name string) (string, bool) {
-	b, err := os.ReadFile(filepath.Join(d.o.procSys, name))
-	if err != nil {
-		return "", false
-	}
-	return strings.TrimSpace(string(b)), true
-}
-
 func (d *doctor) checkKernel() bool {
 	release := d.o.Binfmt.KernelRelease
 	if release == "" {
@@ -189,49 +179,52 @@ func (d *doctor) checkKernel() bool {
 	}
 }
 
-const sysctlPersist = " (to keep it after a reboot: echo %s=%s | sudo tee /etc/sysctl.d/50-xrun.conf)"
-
-func sysctlFix(key, value string) string {
-	return fmt.Sprintf("sudo sysctl -w %s=%s"+sysctlPersist, key, value, key, value)
+// userNSSysctls are the settings that can forbid user namespaces, reported
+// as facts by the user namespace check.
+var userNSSysctls = []string{
+	"user.max_user_namespaces", "kernel.unprivileged_userns_clone", "kernel.apparmor_restrict_unprivileged_userns",
 }
 
+// checkUserNS creates a user namespace (the probe) and, when the kernel
+// refuses it or a fresh /proc in it, names the cause and its fix from the
+// user-namespace table (userns.go).
 func (d *doctor) checkUserNS(ctx context.Context) (bool, *probeResult) {
 	var facts []string
-	var fixes []string
-	if v, ok := d.readSys("user/max_user_namespaces"); ok {
-		facts = append(facts, "user.max_user_namespaces="+v)
-		if v == "0" {
-			fixes = append(fixes, sysctlFix("user.max_user_namespaces", "15000"))
+	for _, name := range userNSSysctls {
+		if v, ok := d.o.sys.sysctl(name); ok {
+			facts = append(facts, name+"="+v)
 		}
 	}
-	if v, ok := d.readSys("kernel/unprivileged_userns_clone"); ok {
-		facts = append(facts, "kernel.unprivileged_userns_clone="+v)
-		if v == "0" {
-			fixes = append(fixes, sysctlFix("kernel.unprivileged_userns_clone", "1"))
-		}
-	}
-	if v, ok := d.readSys("kernel/apparmor_restrict_unprivileged_userns"); ok {
-		facts = append(facts, "kernel.apparmor_restrict_unprivileged_userns="+v)
-		if v == "1" {
-			fixes = append(fixes, sysctlFix("kernel.apparmor_restrict_unprivileged_userns", "0")+
-				", or an AppArmor profile that allows userns for the xrun binary")
-		}
-	}
-	p, err := d.o.probe(ctx, d.o.CacheDir)
 	sysctls := ""
 	if len(facts) > 0 {
 		sysctls = " (" + strings.Join(facts, ", ") + ")"
 	}
-	if err != nil {
-		fix := strings.Join(fixes, "; ")
-		if fix == "" {
-			fix = "check that the kernel has CONFIG_USER_NS and that no security module (AppArmor, SELinux, seccomp of a surrounding container) forbids unprivileged user namespaces"
-		}
-		d.add(Check{Status: Fail, Name: "user namespaces", Detail: fmt.Sprintf("cannot create a user namespace: %v%s", err, sysctls), Fix: fix})
-		return false, nil
+	p, err := d.o.probe(ctx, d.o.CacheDir)
+	what := "cannot create a user namespace"
+	var f UserNSFailure
+	switch {
+	case err != nil:
+		// The probe's own error is Go's fork/exec, which covers unshare
+		// and writing the id maps.
+		f = UserNSFailure{Step: StepUnshare, Errno: errnoOf(err, strings.ToLower(err.Error()))}
+	case p.Proc != "":
+		what = "created a user namespace but cannot mount a fresh /proc in it (a run needs one)"
+		err = errors.New(p.Proc)
+		f = UserNSFailure{Step: StepProcMount, Errno: errnoOf(err, strings.ToLower(p.Proc))}
+	default:
+		d.add(Check{Status: OK, Name: "user namespaces", Detail: "created a user and mount namespace and mounted /proc in it" + sysctls})
+		return true, p
 	}
-	d.add(Check{Status: OK, Name: "user namespaces", Detail: "created a user and mount namespace" + sysctls})
-	return true, p
+	b := DiagnoseUserNS(d.o.sys, f)
+	if b == nil {
+		b = &genericUserNSBlock
+		if f.Step == StepProcMount {
+			_, fix := containerFix("")
+			b = &UserNSBlock{Cause: "part of /proc may be hidden, as container runtimes do", DoctorFix: fix}
+		}
+	}
+	d.add(Check{Status: Fail, Name: "user namespaces", Detail: fmt.Sprintf("%s: %v%s: %s", what, err, sysctls, b.Cause), Fix: b.DoctorFix})
+	return false, nil
 }
 
 func (d *doctor) checkBinfmtNS(kernelOK, usernsOK bool, p *probeResult) {

@@ -13,19 +13,20 @@ import (
 	"github.com/xrun-dev/xrun/pkg/binfmt"
 )
 
-// fakeMachine is a /proc/sys and /etc for Options' seams.
-func fakeMachine(t *testing.T, sys map[string]string, osRelease string) (procSys, etc string) {
+// fakeMachine is a /proc/sys (sysctls by file name under it) and /etc for
+// Options' seams.
+func fakeMachine(t *testing.T, sys map[string]string, osRelease string) (System, string) {
 	t.Helper()
 	root := t.TempDir()
-	procSys, etc = filepath.Join(root, "sys"), filepath.Join(root, "etc")
+	etc := filepath.Join(root, "etc")
 	for name, v := range sys {
-		p := filepath.Join(procSys, name)
+		p := filepath.Join(root, "proc", "sys", name)
 		os.MkdirAll(filepath.Dir(p), 0o755)
 		os.WriteFile(p, []byte(v+"\n"), 0o644)
 	}
 	os.MkdirAll(etc, 0o755)
 	os.WriteFile(filepath.Join(etc, "os-release"), []byte(osRelease), 0o644)
-	return procSys, etc
+	return System{FS: os.DirFS(root), Getenv: func(string) string { return "" }, Exe: "/opt/xrun/bin/xrun", Geteuid: func() int { return 1000 }}, etc
 }
 
 func find(r *Report, name string) *Check {
@@ -38,7 +39,7 @@ func find(r *Report, name string) *Check {
 }
 
 func TestRunNoUserNS(t *testing.T) {
-	procSys, etc := fakeMachine(t, map[string]string{
+	sys, etc := fakeMachine(t, map[string]string{
 		"user/max_user_namespaces":                     "0",
 		"kernel/apparmor_restrict_unprivileged_userns": "1",
 	}, "ID=ubuntu\nID_LIKE=debian\n")
@@ -46,7 +47,7 @@ func TestRunNoUserNS(t *testing.T) {
 		Platforms: []Platform{{GOARCH: "arm64"}},
 		CacheDir:  t.TempDir(),
 		Binfmt:    binfmt.Options{KernelRelease: "6.8.0-generic", Emulator: "/nonexistent/qemu"},
-		procSys:   procSys, etc: etc,
+		sys:       sys, etc: etc,
 		probe: func(context.Context, string) (*probeResult, error) {
 			return nil, errors.New("fork/exec: operation not permitted")
 		},
@@ -57,8 +58,8 @@ func TestRunNoUserNS(t *testing.T) {
 	})
 	c := find(r, "user namespaces")
 	if c == nil || c.Status != Fail ||
-		!strings.Contains(c.Fix, "sudo sysctl -w user.max_user_namespaces=15000") ||
-		!strings.Contains(c.Fix, "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0") {
+		!strings.Contains(c.Fix, "sudo sysctl user.max_user_namespaces=15000") ||
+		!strings.Contains(c.Detail, "user.max_user_namespaces is 0") {
 		t.Errorf("user namespaces check = %+v", c)
 	}
 	c = find(r, "linux/arm64")
@@ -71,7 +72,7 @@ func TestRunNoUserNS(t *testing.T) {
 }
 
 func TestRunSmoke(t *testing.T) {
-	procSys, etc := fakeMachine(t, nil, "ID=fedora\n")
+	sys, etc := fakeMachine(t, nil, "ID=fedora\n")
 	emu := filepath.Join(t.TempDir(), "qemu-riscv64-static")
 	prog, _ := binfmt.TestProgram("amd64") // any static ELF will do as a fake emulator
 	os.WriteFile(emu, prog, 0o755)
@@ -80,7 +81,7 @@ func TestRunSmoke(t *testing.T) {
 		Platforms: []Platform{{GOARCH: "riscv64"}, {GOARCH: "s390x"}},
 		CacheDir:  t.TempDir(),
 		Binfmt:    binfmt.Options{KernelRelease: "6.18.1", HostGOARCH: "amd64", Emulator: filepath.Dir(emu), BinfmtDir: t.TempDir()},
-		procSys:   procSys, etc: etc,
+		sys:       sys, etc: etc,
 		probe: func(context.Context, string) (*probeResult, error) {
 			return &probeResult{Overlay: "mount overlay: invalid argument"}, nil
 		},
@@ -109,7 +110,7 @@ func TestRunSmoke(t *testing.T) {
 // the emulator, run with --version on the host, and used for the smoke
 // test. It must not be found at all.
 func TestNoEmulatorFromCurrentDir(t *testing.T) {
-	procSys, etc := fakeMachine(t, nil, "ID=debian\n")
+	sys, etc := fakeMachine(t, nil, "ID=debian\n")
 	dir := t.TempDir()
 	prog, _ := binfmt.TestProgram("amd64") // a static ELF, as a real qemu is
 	for _, d := range []string{dir, filepath.Join(dir, "bin")} {
@@ -124,7 +125,7 @@ func TestNoEmulatorFromCurrentDir(t *testing.T) {
 		Platforms: []Platform{{GOARCH: "arm64"}},
 		CacheDir:  t.TempDir(),
 		Binfmt:    binfmt.Options{KernelRelease: "6.18.1", HostGOARCH: "amd64", BinfmtDir: t.TempDir(), SystemDirs: []string{}},
-		procSys:   procSys, etc: etc,
+		sys:       sys, etc: etc,
 		probe: func(context.Context, string) (*probeResult, error) {
 			return &probeResult{}, nil
 		},
@@ -197,7 +198,7 @@ func TestStartupHugePages(t *testing.T) {
 		{"[always] within_size advise never deny force", OK, "huge pages (always)"},
 		{"", Info, "cannot read"},
 	} {
-		procSys, etc := fakeMachine(t, nil, "ID=debian\n")
+		sys, etc := fakeMachine(t, nil, "ID=debian\n")
 		thp := filepath.Join(t.TempDir(), "shmem_enabled")
 		if tc.setting != "" {
 			os.WriteFile(thp, []byte(tc.setting+"\n"), 0o644)
@@ -206,7 +207,7 @@ func TestStartupHugePages(t *testing.T) {
 			Platforms: []Platform{{GOARCH: "arm64"}},
 			CacheDir:  t.TempDir(),
 			Binfmt:    binfmt.Options{KernelRelease: "6.8.0", Emulator: "/nonexistent/qemu"},
-			procSys:   procSys, etc: etc, shmemTHP: thp,
+			sys:       sys, etc: etc, shmemTHP: thp,
 			probe: func(context.Context, string) (*probeResult, error) {
 				return nil, errors.New("not probed in this test")
 			},

@@ -29,16 +29,18 @@ const probeArg = "__xrun-doctor-probe"
 type probeResult struct {
 	Overlay string `json:"overlay"`
 	Binfmt  string `json:"binfmt"`
+	Proc    string `json:"proc"` // a fresh procfs, as every run mounts
 }
 
 // IsProbe reports whether this process is the doctor's probe child; the
 // binary's main must then call ProbeMain before anything else.
 func IsProbe(args []string) bool { return len(args) == 3 && args[1] == probeArg }
 
-// ProbeMain runs inside the new user and mount namespace runProbe
-// created: it mounts a tmpfs, an overlay whose lower directory is in the
-// cache (as a run does), and a binfmt_misc instance, and prints what failed
-// as JSON. It returns the exit status.
+// ProbeMain runs inside the new user, mount and pid namespace runProbe
+// created: it mounts a tmpfs, a fresh /proc (refused where parts of the
+// host's /proc are masked, as in containers), an overlay whose lower
+// directory is in the cache (as a run does), and a binfmt_misc instance,
+// and prints what failed as JSON. It returns the exit status.
 func ProbeMain(args []string) int {
 	base := args[2]
 	var r probeResult
@@ -49,8 +51,9 @@ func ProbeMain(args []string) int {
 	}
 	if err != nil {
 		r.Overlay = fmt.Sprintf("mount a tmpfs in a user namespace: %v", err)
-		r.Binfmt = r.Overlay
+		r.Binfmt, r.Proc = r.Overlay, r.Overlay
 	} else {
+		r.Proc = probeProc(filepath.Join(mnt, "proc"))
 		r.Overlay = probeOverlay(filepath.Join(base, "lower"), mnt)
 		r.Binfmt = probeBinfmt(filepath.Join(mnt, "binfmt"))
 	}
@@ -58,6 +61,16 @@ func ProbeMain(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+func probeProc(dir string) string {
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return err.Error()
+	}
+	if err := unix.Mount("proc", dir, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Sprintf("mount proc: %v", err)
+	}
+	return ""
 }
 
 func probeOverlay(lower, mnt string) string {
@@ -99,8 +112,9 @@ func probeBinfmt(dir string) string {
 	return ""
 }
 
-// runProbe re-executes this binary as the probe child in a new user and
-// mount namespace, with the caller as root. An error means no user
+// runProbe re-executes this binary as the probe child in a new user, mount
+// and pid namespace (a procfs is mounted for a pid namespace), with the
+// caller as root. An error means no user
 // namespace could be created.
 func runProbe(ctx context.Context, cacheDir string) (*probeResult, error) {
 	exe, err := os.Executable()
@@ -131,7 +145,7 @@ func runProbe(ctx context.Context, cacheDir string) (*probeResult, error) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, exe, probeArg, base)
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS,
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID,
 		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
 		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
 	}

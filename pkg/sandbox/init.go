@@ -27,10 +27,33 @@ func IsInit(args []string) bool {
 // container's namespaces are at hand. It never returns.
 func Init() {
 	if err := prepare(); err != nil {
-		fmt.Fprintf(os.Stderr, "xrun: prepare container: %v\n", err)
+		if !reportInitError(err) {
+			fmt.Fprintf(os.Stderr, "xrun: prepare container: %v\n", err)
+		}
 		os.Exit(125)
 	}
 	libcontainer.Init()
+}
+
+// initErrorFile, in the run directory, receives the error of prepare. Run
+// reports it as its own error: one line that the CLI can explain (a mount
+// refused in the user namespace, say), where the init printing it would
+// add a second line beside libcontainer's "procReady not received".
+const initErrorFile = "init-error"
+
+// reportInitError writes err to initErrorFile of this run (the init's
+// working directory is the run's rootfs); false when this is not one of
+// xrun's runs or the file cannot be written.
+func reportInitError(err error) bool {
+	wd, werr := os.Getwd()
+	if werr != nil {
+		return false
+	}
+	runDir := filepath.Dir(wd)
+	if _, serr := os.Stat(filepath.Join(runDir, initParamsFile)); serr != nil {
+		return false
+	}
+	return os.WriteFile(filepath.Join(runDir, initErrorFile), []byte(err.Error()), 0o600) == nil
 }
 
 func prepare() error {

@@ -333,6 +333,9 @@ func Run(ctx context.Context, opts Options) error {
 		if stdio != nil {
 			stdio.abort()
 		}
+		if msg, rerr := os.ReadFile(filepath.Join(runDir, initErrorFile)); rerr == nil {
+			return fmt.Errorf("prepare container: %s", msg)
+		}
 		return startError(err, opts.Args[0])
 	}
 	if stdio != nil {
@@ -384,6 +387,9 @@ func Run(ctx context.Context, opts Options) error {
 func startError(err error, cmd string) error {
 	msg := err.Error()
 	switch {
+	case strings.Contains(msg, "error mounting"):
+		// The container's set-up (a mount refused in the user namespace,
+		// say), not the command.
 	case errors.Is(err, exec.ErrNotFound) || strings.Contains(msg, "executable file not found") || strings.Contains(msg, "no such file or directory"):
 		return &CommandError{Code: 127, Err: fmt.Errorf("%s: command not found in the image: check the name and the image's PATH", cmd)}
 	case strings.Contains(msg, "permission denied") || strings.Contains(msg, "exec format error"):
