@@ -3,12 +3,18 @@ package testimage
 import (
 	"archive/tar"
 	"bytes"
+	"context"
+	"fmt"
 	"io"
+	"os"
+	"runtime"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -109,6 +115,12 @@ func tarLayer(entries []entry) ([]byte, error) {
 // buildImage makes an image with one gzip layer per entry list. oci selects
 // OCI media types, else Docker schema2.
 func buildImage(goos, arch, variant string, oci bool, layers ...[]entry) (v1.Image, error) {
+	return buildImageWith(goos, arch, variant, oci, nil, layers...)
+}
+
+// buildImageWith is buildImage with edit (when not nil) applied to the
+// image's run configuration (Env PATH and Cmd /bin/sh by default).
+func buildImageWith(goos, arch, variant string, oci bool, edit func(*v1.Config), layers ...[]entry) (v1.Image, error) {
 	layerType := types.DockerLayer
 	img := empty.Image
 	if oci {
@@ -140,5 +152,36 @@ func buildImage(goos, arch, variant string, oci bool, layers ...[]entry) (v1.Ima
 	cf.Created = v1.Time{Time: epoch}
 	cf.Config.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	cf.Config.Cmd = []string{"/bin/sh"}
+	if edit != nil {
+		edit(&cf.Config)
+	}
 	return mutate.ConfigFile(img, cf)
+}
+
+// hostBinary returns the platform of the test images that this host runs
+// natively as its own architecture, and the content of its /bin binary.
+func (im *Images) hostBinary() (Platform, []byte, error) {
+	for _, p := range Platforms {
+		if p.Native() && p.Arch == runtime.GOARCH && im.Bins[p.Name] != "" {
+			bin, err := os.ReadFile(im.Bins[p.Name])
+			return p, bin, err
+		}
+	}
+	return Platform{}, nil, fmt.Errorf("no test binary for the host's architecture %s", runtime.GOARCH)
+}
+
+// pushImage pushes img to the registry at addr as repo (with tag) and
+// returns the reference.
+func pushImage(addr, repo string, img v1.Image) (string, error) {
+	ref := addr + "/" + repo
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := remote.Write(r, img, remote.WithContext(ctx)); err != nil {
+		return "", fmt.Errorf("push %s: %w", ref, err)
+	}
+	return ref, nil
 }

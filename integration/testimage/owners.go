@@ -1,23 +1,5 @@
 package testimage
 
-import (
-	"bytes"
-	"context"
-	"fmt"
-	"io"
-	"os"
-	"runtime"
-	"time"
-
-	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
-)
-
 // OwnersRepo is a three-layer image of the host's platform whose files
 // have owners other than root, as a Debian rootfs has (PushOwners):
 //
@@ -66,58 +48,13 @@ func ownersLayers(binName string, bin []byte) [][]entry {
 // PushOwners builds OwnersRepo for the host's platform from im's binary for
 // it and pushes it to the registry at addr. It returns the reference.
 func (im *Images) PushOwners(addr string) (string, error) {
-	var p Platform
-	for _, q := range Platforms {
-		if q.Native() && q.Arch == runtime.GOARCH {
-			p = q
-			break
-		}
-	}
-	if p.Name == "" || im.Bins[p.Name] == "" {
-		return "", fmt.Errorf("no test binary for the host's architecture %s", runtime.GOARCH)
-	}
-	bin, err := os.ReadFile(im.Bins[p.Name])
+	p, bin, err := im.hostBinary()
 	if err != nil {
 		return "", err
 	}
-	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
-	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
-	for _, es := range ownersLayers(p.BinName(), bin) {
-		b, err := tarLayer(es)
-		if err != nil {
-			return "", err
-		}
-		l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-			return io.NopCloser(bytes.NewReader(b)), nil
-		}, tarball.WithMediaType(types.OCILayer))
-		if err != nil {
-			return "", err
-		}
-		if img, err = mutate.AppendLayers(img, l); err != nil {
-			return "", err
-		}
-	}
-	cf, err := img.ConfigFile()
+	img, err := buildImage(p.OS, p.Arch, p.Variant, true, ownersLayers(p.BinName(), bin)...)
 	if err != nil {
 		return "", err
 	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture, cf.Variant = p.OS, p.Arch, p.Variant
-	cf.Created = v1.Time{Time: epoch}
-	cf.Config.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
-	cf.Config.Cmd = []string{"/bin/sh"}
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		return "", err
-	}
-	ref := addr + "/" + OwnersRepo
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		return "", err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := remote.Write(r, img, remote.WithContext(ctx)); err != nil {
-		return "", fmt.Errorf("push %s: %w", ref, err)
-	}
-	return ref, nil
+	return pushImage(addr, OwnersRepo, img)
 }

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 
-	securejoin "github.com/cyphar/filepath-securejoin"
 	"golang.org/x/sys/unix"
 )
 
@@ -127,34 +126,12 @@ func ReadFileIn(root, rel string, max int64) ([]byte, error) {
 // openIn opens the cleaned relative path rel inside root with flags
 // (O_CLOEXEC added), symlinks resolved inside root.
 func openIn(root, rel string, flags int) (int, error) {
-	flags |= unix.O_CLOEXEC
-	if !forceSecureJoin && useOpenat2() {
-		rfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return -1, err
-		}
-		defer unix.Close(rfd)
-		how := unix.OpenHow{Flags: uint64(flags), Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
-		for range 16 {
-			fd, err := unix.Openat2(rfd, rel, &how)
-			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
-				continue
-			}
-			return fd, err
-		}
-		return -1, unix.EAGAIN
-	}
-	p, err := securejoin.SecureJoin(root, rel)
+	rfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, err
 	}
-	for {
-		fd, err := unix.Open(p, flags|unix.O_NOFOLLOW, 0)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		return fd, err
-	}
+	defer unix.Close(rfd)
+	return openAt(root, rfd, rel, flags)
 }
 
 func fileMode(m uint32) fs.FileMode {

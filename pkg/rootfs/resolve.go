@@ -63,17 +63,22 @@ func joinRel(dir, base string) string {
 // openDirIn opens the directory rel (cleaned, "" = root) for reading, with
 // every symlink resolved inside root. rootFD is an fd of root.
 func openDirIn(root string, rootFD int, rel string) (int, error) {
+	if rel == "" {
+		rel = "."
+	}
+	return openAt(root, rootFD, rel, unix.O_RDONLY|unix.O_DIRECTORY)
+}
+
+// openAt opens the cleaned relative path rel inside root with flags
+// (O_CLOEXEC added), every symlink resolved inside root: with openat2
+// RESOLVE_IN_ROOT from rootFD (an fd of root), else with securejoin and
+// O_NOFOLLOW on the last component.
+func openAt(root string, rootFD int, rel string, flags int) (int, error) {
+	flags |= unix.O_CLOEXEC
 	if !forceSecureJoin && useOpenat2() {
-		p := rel
-		if p == "" {
-			p = "."
-		}
-		how := unix.OpenHow{
-			Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC,
-			Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
-		}
+		how := unix.OpenHow{Flags: uint64(flags), Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
 		for range 16 { // EAGAIN: a rename raced the lookup; cannot happen in our private tree, but retry anyway
-			fd, err := unix.Openat2(rootFD, p, &how)
+			fd, err := unix.Openat2(rootFD, rel, &how)
 			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
 				continue
 			}
@@ -86,7 +91,7 @@ func openDirIn(root string, rootFD int, rel string) (int, error) {
 		return -1, err
 	}
 	for {
-		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		fd, err := unix.Open(p, flags|unix.O_NOFOLLOW, 0)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
