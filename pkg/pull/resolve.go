@@ -158,15 +158,52 @@ func (o *options) puller() (*remote.Puller, error) {
 	return remote.NewPuller(o.remoteOptions()...)
 }
 
+// resolveRemote asks the endpoints of r (its mirrors from registries.conf,
+// then its registry) in turn: a failing mirror (unreachable, an error, no
+// such image, data that does not match its digest) is skipped with a
+// warning; the error of the last endpoint, the upstream, is returned.
 func (s *Store) resolveRemote(ctx context.Context, r name.Reference, userRef string, want v1.Platform, o *options) (*Image, error) {
-	canon, plat := r.Name(), PlatformString(want)
-	log := o.logger.With("ref", canon, "platform", plat)
+	log := o.logger.With("ref", r.Name(), "platform", PlatformString(want))
+	eps, err := o.endpointsFor(r)
+	if err != nil {
+		return nil, err
+	}
 	p, err := o.puller()
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", userRef, err)
 	}
 	log.Info("resolving", "policy", o.policy)
-	desc, err := p.Get(ctx, r)
+	for i, ep := range eps {
+		img, err := s.resolveAt(ctx, p, ep, r, userRef, want, o)
+		if err == nil {
+			if ep.mirror {
+				log.Info("pulled from mirror", "mirror", ep.String(), "digest", img.Digest)
+			}
+			return img, nil
+		}
+		if i == len(eps)-1 || ctx.Err() != nil {
+			return nil, err
+		}
+		log.Warn("registry mirror failed; trying the next endpoint", "mirror", ep.String(), "next", eps[i+1].String(), "err", err)
+	}
+	return nil, fmt.Errorf("[internal error] pull %s: no endpoint", userRef)
+}
+
+// at returns r's tag or digest in repository repo.
+func at(repo name.Repository, r name.Reference) name.Reference {
+	if d, ok := r.(name.Digest); ok {
+		return repo.Digest(d.DigestStr())
+	}
+	return repo.Tag(r.Identifier())
+}
+
+// resolveAt resolves r from one endpoint and records the result under r's
+// own name, whatever endpoint served it.
+func (s *Store) resolveAt(ctx context.Context, p *remote.Puller, ep endpoint, r name.Reference, userRef string, want v1.Platform, o *options) (*Image, error) {
+	canon, plat := r.Name(), PlatformString(want)
+	log := o.logger.With("ref", canon, "platform", plat)
+	repo := ep.repo
+	desc, err := p.Get(ctx, at(repo, r))
 	if err != nil {
 		return nil, registryError(userRef, err)
 	}
@@ -202,7 +239,7 @@ func (s *Store) resolveRemote(ctx context.Context, r name.Reference, userRef str
 				return nil, err
 			}
 		} else {
-			cd, err := p.Get(ctx, r.Context().Digest(child.Digest.String()))
+			cd, err := p.Get(ctx, repo.Digest(child.Digest.String()))
 			if err != nil {
 				return nil, registryError(userRef, err)
 			}
@@ -235,7 +272,7 @@ func (s *Store) resolveRemote(ctx context.Context, r name.Reference, userRef str
 		return nil, fmt.Errorf("pull %s: config %s: %w", userRef, cdig, configLimitError(maxCfg))
 	}
 	_, err = s.putBlob(ctx, cdig, func() (io.ReadCloser, error) {
-		l, err := p.Layer(ctx, r.Context().Digest(cdig.String()))
+		l, err := p.Layer(ctx, repo.Digest(cdig.String()))
 		if err != nil {
 			return nil, err
 		}
@@ -291,7 +328,7 @@ func (s *Store) resolveRemote(ctx context.Context, r name.Reference, userRef str
 	if err := s.writeRecord(rec); err != nil {
 		return nil, fmt.Errorf("pull %s: write cache index: %w", userRef, err)
 	}
-	log.Info("resolved", "digest", mdigest, "selected", rec.Selected, "layers", len(img.Layers))
+	log.Info("resolved", "digest", mdigest, "selected", rec.Selected, "layers", len(img.Layers), "from", repo.RegistryStr())
 	return img, nil
 }
 
