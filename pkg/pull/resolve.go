@@ -218,37 +218,11 @@ func (s *Store) resolveAt(ctx context.Context, p *remote.Puller, ep endpoint, r 
 	)
 	switch {
 	case isIndex:
-		idx, err := v1.ParseIndexManifest(bytes.NewReader(desc.Manifest))
-		if err != nil {
-			return nil, fmt.Errorf("pull %s: parse index %s: %w", userRef, desc.Digest, err)
-		}
-		child, err := selectManifest(userRef, idx, want)
+		indexDigest = &desc.Digest
+		mbytes, mdigest, selected, err = s.fromIndex(ctx, p, repo, desc, userRef, want)
 		if err != nil {
 			return nil, err
 		}
-		selected = normPlatform(*child.Platform)
-		indexDigest = &desc.Digest
-		// Keep the index too: a later resolve of ref@sha256:<index> for
-		// another platform then needs no network for the index.
-		if _, err := s.putBlob(ctx, desc.Digest, bytesOpener(desc.Manifest)); err != nil {
-			return nil, fmt.Errorf("pull %s: store index %s: %w", userRef, desc.Digest, err)
-		}
-		if s.HasBlob(child.Digest) {
-			mbytes, err = s.readBlob(child.Digest)
-			if err != nil {
-				return nil, err
-			}
-		} else {
-			cd, err := p.Get(ctx, repo.Digest(child.Digest.String()))
-			if err != nil {
-				return nil, registryError(userRef, err)
-			}
-			if !cd.MediaType.IsImage() {
-				return nil, fmt.Errorf("pull %s: manifest %s for %s has media type %s, not an image manifest: nested indexes are not supported", userRef, child.Digest, plat, cd.MediaType)
-			}
-			mbytes = cd.Manifest
-		}
-		mdigest = child.Digest
 		log.Debug("selected manifest from index", "index", desc.Digest, "manifest", mdigest, "selected", PlatformString(selected))
 	case desc.MediaType.IsImage():
 	case desc.MediaType.IsSchema1():
@@ -261,6 +235,82 @@ func (s *Store) resolveAt(ctx context.Context, p *remote.Puller, ep endpoint, r 
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: parse manifest %s: %w", userRef, mdigest, err)
 	}
+	cfg, err := s.fetchConfig(ctx, p, repo, userRef, m)
+	if err != nil {
+		return nil, err
+	}
+	if have := configPlatform(cfg); isIndex && have.Architecture != "" && (have.OS != selected.OS || have.Architecture != selected.Architecture) {
+		// The index says one thing, the config another: run it, but say so.
+		log.Warn("image config declares a different platform than its index entry; running it as requested",
+			"index", PlatformString(selected), "config", PlatformString(have))
+	}
+	if !isIndex {
+		have := configPlatform(cfg)
+		switch {
+		case have.OS == "" && have.Architecture == "":
+			log.Warn("image config has no os/architecture; assuming it matches", "wanted", plat)
+			selected = want
+		case platformRank(want, have) < 0:
+			return nil, noPlatformError(userRef, want, []string{PlatformString(have)})
+		default:
+			selected = have
+		}
+	}
+	if PlatformString(selected) != plat {
+		log.Warn("image platform differs from the requested one", "requested", plat, "image", PlatformString(selected))
+	}
+	if _, err := s.putBlob(ctx, mdigest, bytesOpener(mbytes)); err != nil {
+		return nil, fmt.Errorf("pull %s: store manifest %s: %w", userRef, mdigest, err)
+	}
+	img, err := newImage(canon, mdigest, selected, m, cfg)
+	if err != nil {
+		return nil, err
+	}
+	rec := &record{Ref: canon, Platform: plat, Digest: mdigest, Index: indexDigest, Selected: PlatformString(selected), Updated: time.Now().UTC()}
+	if err := s.writeRecord(rec); err != nil {
+		return nil, fmt.Errorf("pull %s: write cache index: %w", userRef, err)
+	}
+	log.Info("resolved", "digest", mdigest, "selected", rec.Selected, "layers", len(img.Layers), "from", repo.RegistryStr())
+	return img, nil
+}
+
+// fromIndex picks the manifest for want from the index desc (stored in the
+// store too) and returns its bytes, digest and platform: from the store if
+// present, else fetched by digest from repo (go-containerregistry checks
+// it against the digest).
+func (s *Store) fromIndex(ctx context.Context, p *remote.Puller, repo name.Repository, desc *remote.Descriptor, userRef string, want v1.Platform) ([]byte, v1.Hash, v1.Platform, error) {
+	var none v1.Platform
+	idx, err := v1.ParseIndexManifest(bytes.NewReader(desc.Manifest))
+	if err != nil {
+		return nil, v1.Hash{}, none, fmt.Errorf("pull %s: parse index %s: %w", userRef, desc.Digest, err)
+	}
+	child, err := selectManifest(userRef, idx, want)
+	if err != nil {
+		return nil, v1.Hash{}, none, err
+	}
+	selected := normPlatform(*child.Platform)
+	// Keep the index too: a later resolve of ref@sha256:<index> for
+	// another platform then needs no network for the index.
+	if _, err := s.putBlob(ctx, desc.Digest, bytesOpener(desc.Manifest)); err != nil {
+		return nil, v1.Hash{}, none, fmt.Errorf("pull %s: store index %s: %w", userRef, desc.Digest, err)
+	}
+	if s.HasBlob(child.Digest) {
+		mbytes, err := s.readBlob(child.Digest)
+		return mbytes, child.Digest, selected, err
+	}
+	cd, err := p.Get(ctx, repo.Digest(child.Digest.String()))
+	if err != nil {
+		return nil, v1.Hash{}, none, registryError(userRef, err)
+	}
+	if !cd.MediaType.IsImage() {
+		return nil, v1.Hash{}, none, fmt.Errorf("pull %s: manifest %s for %s has media type %s, not an image manifest: nested indexes are not supported", userRef, child.Digest, PlatformString(want), cd.MediaType)
+	}
+	return cd.Manifest, child.Digest, selected, nil
+}
+
+// fetchConfig stores the config blob of m, fetched from repo if missing,
+// and parses it.
+func (s *Store) fetchConfig(ctx context.Context, p *remote.Puller, repo name.Repository, userRef string, m *v1.Manifest) (*v1.ConfigFile, error) {
 	cdig := m.Config.Digest
 	// The config is read whole into memory: bound it, by its declared
 	// size and by what is actually read (the descriptor may lie).
@@ -297,39 +347,7 @@ func (s *Store) resolveAt(ctx context.Context, p *remote.Puller, ep endpoint, r 
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: parse config %s: %w", userRef, cdig, err)
 	}
-	if have := configPlatform(cfg); isIndex && have.Architecture != "" && (have.OS != selected.OS || have.Architecture != selected.Architecture) {
-		// The index says one thing, the config another: run it, but say so.
-		log.Warn("image config declares a different platform than its index entry; running it as requested",
-			"index", PlatformString(selected), "config", PlatformString(have))
-	}
-	if !isIndex {
-		have := configPlatform(cfg)
-		switch {
-		case have.OS == "" && have.Architecture == "":
-			log.Warn("image config has no os/architecture; assuming it matches", "wanted", plat)
-			selected = want
-		case platformRank(want, have) < 0:
-			return nil, noPlatformError(userRef, want, []string{PlatformString(have)})
-		default:
-			selected = have
-		}
-	}
-	if PlatformString(selected) != plat {
-		log.Warn("image platform differs from the requested one", "requested", plat, "image", PlatformString(selected))
-	}
-	if _, err := s.putBlob(ctx, mdigest, bytesOpener(mbytes)); err != nil {
-		return nil, fmt.Errorf("pull %s: store manifest %s: %w", userRef, mdigest, err)
-	}
-	img, err := newImage(canon, mdigest, selected, m, cfg)
-	if err != nil {
-		return nil, err
-	}
-	rec := &record{Ref: canon, Platform: plat, Digest: mdigest, Index: indexDigest, Selected: PlatformString(selected), Updated: time.Now().UTC()}
-	if err := s.writeRecord(rec); err != nil {
-		return nil, fmt.Errorf("pull %s: write cache index: %w", userRef, err)
-	}
-	log.Info("resolved", "digest", mdigest, "selected", rec.Selected, "layers", len(img.Layers), "from", repo.RegistryStr())
-	return img, nil
+	return cfg, nil
 }
 
 func bytesOpener(b []byte) func() (io.ReadCloser, error) {
