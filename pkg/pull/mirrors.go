@@ -73,6 +73,9 @@ type mirrorConf struct {
 type mirrorConfig struct {
 	regs  []registryConf
 	files []string // files read, in order
+	// unknown lists keys of [[registry]] tables xrun does not know (a
+	// typo such as "mirrors"), as "FILE: KEY".
+	unknown []string
 }
 
 // RegistriesConfFiles returns the registries.conf files xrun reads, in
@@ -131,19 +134,27 @@ func confFiles(sysFile, sysDir, userFile, userDir string, haveUser bool) []strin
 }
 
 // loadMirrorConfig reads and merges files: an entry of a later file
-// replaces the entry with the same prefix of an earlier one.
-func loadMirrorConfig(files []string) (*mirrorConfig, error) {
+// replaces the entry with the same prefix of an earlier one. A file that
+// does not exist is skipped, unless mustExist (a file the user named).
+func loadMirrorConfig(files []string, mustExist bool) (*mirrorConfig, error) {
 	c := &mirrorConfig{}
 	for _, f := range files {
 		var rc registriesConf
-		_, err := toml.DecodeFile(f, &rc)
-		if errors.Is(err, fs.ErrNotExist) {
+		md, err := toml.DecodeFile(f, &rc)
+		if errors.Is(err, fs.ErrNotExist) && !mustExist {
 			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("read registries config %s: %v: fix the file, or point %s at another one", f, oneLine(err), EnvRegistriesConf)
 		}
 		c.files = append(c.files, f)
+		for _, k := range md.Undecoded() {
+			// registry.KEY or registry.mirror.KEY: not what is inside an
+			// unknown table, which is reported itself.
+			if k[0] == "registry" && (len(k) == 2 || len(k) == 3 && k[1] == "mirror") {
+				c.unknown = append(c.unknown, f+": "+k.String())
+			}
+		}
 		for _, r := range rc.Registries {
 			r.source = f
 			if err := r.normalize(); err != nil {
@@ -335,16 +346,19 @@ func (o *options) mirrorConfig() (*mirrorConfig, error) {
 	if o.mirrors != nil {
 		return o.mirrors, nil
 	}
-	files := RegistriesConfFiles()
+	files, named := RegistriesConfFiles(), os.Getenv(EnvRegistriesConf)+os.Getenv(EnvContainersRegistriesConf) != ""
 	if o.registriesConf != nil {
-		files = o.registriesConf
+		files, named = o.registriesConf, true
 	}
-	c, err := loadMirrorConfig(files)
+	c, err := loadMirrorConfig(files, named)
 	if err != nil {
 		return nil, err
 	}
 	if len(c.files) > 0 {
 		o.logger.Debug("read registries config", "files", strings.Join(c.files, ","), "registries", len(c.regs))
+	}
+	if len(c.unknown) > 0 {
+		o.logger.Warn("registries config has [[registry]] keys xrun does not know; check their spelling", "keys", strings.Join(c.unknown, ", "))
 	}
 	o.mirrors = c
 	return c, nil

@@ -3,6 +3,7 @@ package pull
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -94,7 +95,7 @@ func TestRegistriesConfPrecedence(t *testing.T) {
 		if diff := cmp.Diff(want, files); diff != "" {
 			t.Fatalf("confFiles (-want +got):\n%s", diff)
 		}
-		c, err := loadMirrorConfig(files)
+		c, err := loadMirrorConfig(files, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -111,7 +112,7 @@ func TestRegistriesConfPrecedence(t *testing.T) {
 		if diff := cmp.Diff(want, files); diff != "" {
 			t.Fatalf("confFiles (-want +got):\n%s", diff)
 		}
-		c, err := loadMirrorConfig(files)
+		c, err := loadMirrorConfig(files, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -148,13 +149,24 @@ func TestRegistriesConfErrors(t *testing.T) {
 	} {
 		f := filepath.Join(d, tc.name+".conf")
 		writeConf(t, f, tc.conf)
-		_, err := loadMirrorConfig([]string{f})
+		_, err := loadMirrorConfig([]string{f}, false)
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), f) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%s: loadMirrorConfig = %v, want one line naming %s and containing %q", tc.name, err, f, tc.want)
 		}
 	}
-	if c, err := loadMirrorConfig([]string{filepath.Join(d, "missing.conf")}); err != nil || len(c.regs) != 0 {
+	missing := filepath.Join(d, "missing.conf")
+	if c, err := loadMirrorConfig([]string{missing}, false); err != nil || len(c.regs) != 0 {
 		t.Errorf("missing file: %v, %v; want no entries, no error", c, err)
+	}
+	if _, err := loadMirrorConfig([]string{missing}, true); err == nil || !strings.Contains(err.Error(), missing) {
+		t.Errorf("missing file named by the user: %v, want an error naming it", err)
+	}
+	f := filepath.Join(d, "typo.conf")
+	writeConf(t, f, "unqualified-search-registries = [\"x\"]\n"+reg("a.io", "a.io", "m.io")+"insecur = true\n[[registry.mirrors]]\nlocation = \"m.io\"\n")
+	c, err := loadMirrorConfig([]string{f}, false)
+	want := []string{f + ": registry.mirror.insecur", f + ": registry.mirrors"}
+	if diff := cmp.Diff(want, c.unknown); err != nil || diff != "" {
+		t.Errorf("typos: %v, unknown keys (-want +got):\n%s", err, diff)
 	}
 }
 
@@ -167,7 +179,7 @@ func TestEndpoints(t *testing.T) {
 		reg("bad.io", "bad.io") + "blocked = true\n"
 	f := filepath.Join(t.TempDir(), "registries.conf")
 	writeConf(t, f, conf)
-	c, err := loadMirrorConfig([]string{f})
+	c, err := loadMirrorConfig([]string{f}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +234,7 @@ func TestEndpointsInsecure(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "registries.conf")
 	writeConf(t, f, reg("docker.io", "docker.io", "plain.corp:5000")+"insecure = true\n"+
 		"[[registry.mirror]]\nlocation = \"tls.corp\"\n")
-	c, err := loadMirrorConfig([]string{f})
+	c, err := loadMirrorConfig([]string{f}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -413,5 +425,47 @@ func TestMirrorBlocked(t *testing.T) {
 	pushImage(t, up.host+"/other:1", mkImage(t, p, 1))
 	if _, err := NewStore(t.TempDir()).Resolve(context.Background(), up.host+"/other:1", testOpts(p, WithRegistriesConf(conf))...); err != nil {
 		t.Errorf("Resolve of another repository = %v", err)
+	}
+}
+
+// TestMirrorCredentials: a mirror's credentials are those of the mirror's
+// host in the auth files; without them, the mirror's 401 makes xrun fall
+// back to the upstream.
+func TestMirrorCredentials(t *testing.T) {
+	home := isolateCredentials(t)
+	p := mustPlatform(t, "linux/arm64")
+	up := newTestRegistry(t, nil)
+	mirror := newTestRegistry(t, basicAuth("me", "secret"))
+	img := mkImage(t, p, 2)
+	ref := up.host + "/app:1"
+	pushImage(t, ref, img)
+	pushWithAuth(t, mirror.host+"/app:1", "me", "secret")
+	conf := filepath.Join(t.TempDir(), "registries.conf")
+	writeConf(t, conf, reg(up.host, up.host, mirror.host))
+	opts := []Option{WithPlatform(p), WithRegistriesConf(conf), withBackoff(fastBackoff)}
+	ctx := context.Background()
+
+	// No credentials for the mirror: the upstream serves the image.
+	s := NewStore(t.TempDir())
+	got, err := s.Resolve(ctx, ref, opts...)
+	if want, _ := img.Digest(); err != nil || got.Digest != want {
+		t.Fatalf("Resolve without the mirror's credentials = %v, %v; want %v from the upstream", got, err, want)
+	}
+
+	// With them (podman's auth.json, keyed by the mirror's host), the
+	// mirror serves its own image.
+	auth := base64.StdEncoding.EncodeToString([]byte("me:secret"))
+	writeFile(t, filepath.Join(home, "config", "containers", "auth.json"), `{"auths":{"`+mirror.host+`":{"auth":"`+auth+`"}}}`)
+	s = NewStore(t.TempDir())
+	got, err = s.Resolve(ctx, ref, opts...)
+	if err != nil {
+		t.Fatalf("Resolve with the mirror's credentials = %v", err)
+	}
+	before := up.requests()
+	if err := s.Fetch(ctx, got, opts...); err != nil {
+		t.Fatalf("Fetch with the mirror's credentials = %v", err)
+	}
+	if want, _ := img.Digest(); got.Digest == want || up.requests() != before {
+		t.Errorf("with credentials, the image came from the upstream (digest %v, %d upstream GETs), want the mirror's", got.Digest, up.requests()-before)
 	}
 }
