@@ -469,3 +469,46 @@ func TestMirrorCredentials(t *testing.T) {
 		t.Errorf("with credentials, the image came from the upstream (digest %v, %d upstream GETs), want the mirror's", got.Digest, up.requests()-before)
 	}
 }
+
+// TestReadmeRegistriesConf keeps the README's registries.conf example
+// valid and doing what the README says.
+func TestReadmeRegistriesConf(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sec, _ := strings.Cut(string(b), "\n### Registry mirrors\n")
+	_, block, ok := strings.Cut(sec, "```toml\n")
+	block, _, _ = strings.Cut(block, "```")
+	if !ok || block == "" {
+		t.Fatal("README's Registry mirrors section has no toml example")
+	}
+	f := filepath.Join(t.TempDir(), "registries.conf")
+	writeConf(t, f, block)
+	c, err := loadMirrorConfig([]string{f}, true)
+	if err != nil || len(c.unknown) > 0 {
+		t.Fatalf("README example: %v, unknown keys %q", err, c.unknown)
+	}
+	const dig = "@sha256:0123456789012345678901234567890123456789012345678901234567890123"
+	for ref, want := range map[string]string{
+		"debian":                                 "hub-cache.corp.example:5000/library/debian 10.0.0.7:5000/library/debian index.docker.io/library/debian",
+		"registry.corp.example/ci/tool:1":        "registry.corp.example/ci/tool",
+		"registry.corp.example/ci/tool" + dig:    "ci-cache.corp.example/ci/tool registry.corp.example/ci/tool",
+		"registry.corp.example/other/tool" + dig: "registry.corp.example/other/tool",
+		"ghcr.io/x/y:1":                          "ghcr.io/x/y",
+	} {
+		r, _ := name.ParseReference(ref)
+		eps, err := makeOptions(nil).endpoints(c, r)
+		var got []string
+		for _, e := range eps {
+			got = append(got, e.String())
+		}
+		if err != nil || strings.Join(got, " ") != want {
+			t.Errorf("README example: endpoints(%q) = %q, %v; want %q", ref, got, err, want)
+		}
+	}
+	r, _ := name.ParseReference("a.untrusted.example/x:1")
+	if _, err := makeOptions(nil).endpoints(c, r); !errors.Is(err, ErrBlocked) {
+		t.Errorf("README example: a.untrusted.example = %v, want ErrBlocked", err)
+	}
+}
