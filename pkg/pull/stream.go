@@ -231,9 +231,11 @@ func (st *Stream) downloadFrom(i int, ep endpoint, p *remote.Puller, prog LayerP
 			// Open it now, while its name is sure to exist: the writer
 			// renames it into the store when it completes.
 			rf, err := os.Open(tmp)
+			var again int64
 			sl.set(func() {
 				if sl.rf != nil {
 					// Readers may have seen bytes of the failed endpoint.
+					again = sl.written
 					sl.refetched = sl.refetched || sl.written > 0
 					sl.old, sl.rf, sl.written = append(sl.old, sl.rf), nil, 0
 				}
@@ -241,6 +243,7 @@ func (st *Stream) downloadFrom(i int, ep endpoint, p *remote.Puller, prog LayerP
 					sl.state, sl.rf = stateWriting, rf
 				}
 			})
+			prog.Add(-again) // the bytes of the failed endpoint come again
 		},
 		wrote:    func(n int64) { sl.set(func() { sl.written = n }) },
 		progress: prog,
