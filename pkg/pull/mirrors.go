@@ -11,6 +11,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 // Registry mirrors come from the configuration podman, buildah and skopeo
@@ -371,4 +372,33 @@ func (o *options) endpointsFor(r name.Reference) ([]endpoint, error) {
 		return nil, err
 	}
 	return o.endpoints(c, r)
+}
+
+// pullers are the go-containerregistry pullers of one pull: the upstream's,
+// with xrun's retries, and the mirrors', which retry a failed request only
+// once, so that a failing mirror costs little before the next endpoint.
+type pullers struct{ upstream, mirror *remote.Puller }
+
+func (o *options) pullers(eps []endpoint) (*pullers, error) {
+	up, err := o.puller()
+	if err != nil {
+		return nil, err
+	}
+	ps := &pullers{upstream: up, mirror: up}
+	if len(eps) > 1 {
+		mo := *o
+		mo.backoff.Steps = min(mo.backoff.Steps, 2)
+		if ps.mirror, err = mo.puller(); err != nil {
+			return nil, err
+		}
+	}
+	return ps, nil
+}
+
+// of returns the puller for ep.
+func (ps *pullers) of(ep endpoint) *remote.Puller {
+	if ep.mirror {
+		return ps.mirror
+	}
+	return ps.upstream
 }

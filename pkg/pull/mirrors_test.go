@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -510,5 +511,29 @@ func TestReadmeRegistriesConf(t *testing.T) {
 	r, _ := name.ParseReference("a.untrusted.example/x:1")
 	if _, err := makeOptions(nil).endpoints(c, r); !errors.Is(err, ErrBlocked) {
 		t.Errorf("README example: a.untrusted.example = %v, want ErrBlocked", err)
+	}
+}
+
+// TestMirrorFailsFast: a mirror that keeps answering 500 is retried once,
+// not with the upstream's full backoff (1 s, 2 s, 4 s), before the next
+// endpoint.
+func TestMirrorFailsFast(t *testing.T) {
+	isolateCredentials(t)
+	p := mustPlatform(t, "linux/arm64")
+	up := newTestRegistry(t, nil)
+	e500 := newTestRegistry(t, fail500)
+	ref := up.host + "/app:1"
+	pushImage(t, ref, mkImage(t, p, 2))
+	conf := filepath.Join(t.TempDir(), "registries.conf")
+	writeConf(t, conf, reg(up.host, up.host, e500.host))
+	opts := []Option{WithPlatform(p), WithRegistriesConf(conf)} // the default backoff
+	s := NewStore(t.TempDir())
+	start := time.Now()
+	img, err := s.Resolve(context.Background(), ref, opts...)
+	if err == nil {
+		err = s.Fetch(context.Background(), img, opts...)
+	}
+	if took := time.Since(start); err != nil || took > 5*time.Second {
+		t.Errorf("pull past a mirror answering 500: %v after %v, want success within 5s", err, took.Round(time.Millisecond))
 	}
 }

@@ -168,13 +168,13 @@ func (s *Store) resolveRemote(ctx context.Context, r name.Reference, userRef str
 	if err != nil {
 		return nil, err
 	}
-	p, err := o.puller()
+	ps, err := o.pullers(eps)
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", userRef, err)
 	}
 	log.Info("resolving", "policy", o.policy)
 	for i, ep := range eps {
-		img, err := s.resolveAt(ctx, p, ep, r, userRef, want, o)
+		img, err := s.resolveAt(ctx, ps.of(ep), ep, r, userRef, want, o)
 		if err == nil {
 			if ep.mirror {
 				log.Info("pulled from mirror", "mirror", ep.String(), "digest", img.Digest)

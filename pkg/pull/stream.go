@@ -109,7 +109,7 @@ func (s *Store) Stream(ctx context.Context, img *Image, opts ...Option) (*Stream
 		st.cancel()
 		return nil, err
 	}
-	p, err := o.puller()
+	ps, err := o.pullers(st.eps)
 	if err != nil {
 		st.cancel()
 		return nil, fmt.Errorf("pull %s: %w", img.Ref, err)
@@ -146,7 +146,7 @@ func (s *Store) Stream(ctx context.Context, img *Image, opts ...Option) (*Stream
 				}
 				st.wg.Go(func() {
 					defer func() { <-sem }()
-					st.download(i, p, log)
+					st.download(i, ps, log)
 				})
 			}
 		})
@@ -160,7 +160,7 @@ func layerName(img *Image, i int) string {
 
 // download fetches layer i into the store from the first endpoint that
 // serves it intact, keeping its streamLayer up to date.
-func (st *Stream) download(i int, p *remote.Puller, log *slog.Logger) {
+func (st *Stream) download(i int, ps *pullers, log *slog.Logger) {
 	l, sl := st.img.Layers[i], st.layers[i]
 	what := layerName(st.img, i)
 	prog := st.o.progress.Layer(i, len(st.img.Layers), l)
@@ -176,7 +176,7 @@ func (st *Stream) download(i int, p *remote.Puller, log *slog.Logger) {
 			continue
 		}
 		ep = st.eps[k]
-		wrote, err = st.downloadFrom(i, ep, p, prog, log)
+		wrote, err = st.downloadFrom(i, ep, ps.of(ep), prog, log)
 		if err == nil || last || st.ctx.Err() != nil {
 			break
 		}
