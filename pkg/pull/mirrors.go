@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -376,8 +378,13 @@ func (o *options) endpointsFor(r name.Reference) ([]endpoint, error) {
 
 // pullers are the go-containerregistry pullers of one pull: the upstream's,
 // with xrun's retries, and the mirrors', which retry a failed request only
-// once, so that a failing mirror costs little before the next endpoint.
+// once and give up connecting after mirrorDialTimeout (not 30 s), so that a
+// failing mirror costs little before the next endpoint.
 type pullers struct{ upstream, mirror *remote.Puller }
+
+// mirrorDialTimeout bounds connecting to a mirror (a host that is down
+// behind a firewall that drops packets).
+const mirrorDialTimeout = 5 * time.Second
 
 func (o *options) pullers(eps []endpoint) (*pullers, error) {
 	up, err := o.puller()
@@ -388,6 +395,11 @@ func (o *options) pullers(eps []endpoint) (*pullers, error) {
 	if len(eps) > 1 {
 		mo := *o
 		mo.backoff.Steps = min(mo.backoff.Steps, 2)
+		if o.transport == nil {
+			t := defaultTransport()
+			t.DialContext = (&net.Dialer{Timeout: mirrorDialTimeout, KeepAlive: 30 * time.Second}).DialContext
+			mo.transport = t
+		}
 		if ps.mirror, err = mo.puller(); err != nil {
 			return nil, err
 		}
