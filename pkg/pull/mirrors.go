@@ -201,6 +201,9 @@ func (r *registryConf) normalize() error {
 		if m.Location == "" {
 			return fmt.Errorf("a mirror of %q has no location", r.Prefix)
 		}
+		if r.MirrorByDigestOnly && m.PullFromMirror != "" {
+			return fmt.Errorf("registry %q sets mirror-by-digest-only and its mirror %q sets pull-from-mirror (containers/image refuses both)", r.Prefix, m.Location)
+		}
 		switch m.PullFromMirror {
 		case "", "all", "digest-only", "tag-only":
 		default:

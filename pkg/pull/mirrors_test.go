@@ -147,6 +147,7 @@ func TestRegistriesConfErrors(t *testing.T) {
 		{"empty", "[[registry]]\ninsecure = true\n", "neither prefix nor location"},
 		{"wildcard path", "[[registry]]\nprefix = \"*.example.com/x\"\n", "must be a bare host name"},
 		{"mirror mode", reg("a.io", "a.io", "m.io") + "pull-from-mirror = \"sometimes\"\n", "want all, digest-only or tag-only"},
+		{"both modes", "[[registry]]\nprefix = \"a.io\"\nlocation = \"a.io\"\nmirror-by-digest-only = true\n[[registry.mirror]]\nlocation = \"m.io\"\npull-from-mirror = \"all\"\n", "containers/image refuses both"},
 	} {
 		f := filepath.Join(d, tc.name+".conf")
 		writeConf(t, f, tc.conf)
