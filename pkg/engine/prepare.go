@@ -149,7 +149,15 @@ func unpack(ctx context.Context, store *pull.Store, cache *rootfs.Cache, img *pu
 	}
 	// With a subordinate id range, layers are unpacked in a user namespace
 	// that maps it, so files keep the image's owners.
-	dir, err := cache.Ensure(ctx, img.Digest.Hex, layers, rootfs.Options{Logger: log, Unpacker: sandbox.UnpackInUserNS})
+	ropts := rootfs.Options{Logger: log, Unpacker: sandbox.UnpackInUserNS}
+	dir, err := cache.Ensure(ctx, img.Digest.Hex, layers, ropts)
+	if err != nil && ctx.Err() == nil && st.Refetched() && st.Wait() == nil {
+		// A registry mirror sent a layer that failed its digest check
+		// after the unpacker had read some of it; the layer came intact
+		// from the next endpoint and is now in the store: unpack again.
+		log.Warn("a registry mirror sent a corrupt layer; unpacking again from the verified copy", "err", err)
+		dir, err = cache.Ensure(ctx, img.Digest.Hex, layers, ropts)
+	}
 	st.Close()
 	if bars != nil {
 		bars.Wait()

@@ -38,6 +38,11 @@ type options struct {
 	// password over plain HTTP (a test seam: test servers are all on
 	// 127.0.0.1).
 	loopback func(hostport string) bool
+	// registriesConf, when set, are the registries.conf files to read
+	// instead of RegistriesConfFiles(); mirrors is the configuration once
+	// read.
+	registriesConf []string
+	mirrors        *mirrorConfig
 }
 
 // defaultJobs is how many layers Fetch downloads at once by default.
@@ -163,4 +168,15 @@ func withIdleTimeout(d time.Duration) Option {
 // withBackoff is a test seam: shorter waits between retries.
 func withBackoff(b remote.Backoff) Option {
 	return func(o *options) { o.backoff = b }
+}
+
+// WithRegistriesConf makes Resolve and Stream read registry mirrors (and
+// blocked and insecure registries) from these registries.conf files only,
+// in order, later entries replacing earlier ones of the same prefix; no
+// file at all means no mirrors. Default: RegistriesConfFiles().
+func WithRegistriesConf(files ...string) Option {
+	return func(o *options) {
+		o.registriesConf = append([]string{}, files...)
+		o.mirrors = nil
+	}
 }

@@ -158,15 +158,52 @@ func (o *options) puller() (*remote.Puller, error) {
 	return remote.NewPuller(o.remoteOptions()...)
 }
 
+// resolveRemote asks the endpoints of r (its mirrors from registries.conf,
+// then its registry) in turn: a failing mirror (unreachable, an error, no
+// such image, data that does not match its digest) is skipped with a
+// warning; the error of the last endpoint, the upstream, is returned.
 func (s *Store) resolveRemote(ctx context.Context, r name.Reference, userRef string, want v1.Platform, o *options) (*Image, error) {
-	canon, plat := r.Name(), PlatformString(want)
-	log := o.logger.With("ref", canon, "platform", plat)
-	p, err := o.puller()
+	log := o.logger.With("ref", r.Name(), "platform", PlatformString(want))
+	eps, err := o.endpointsFor(r)
+	if err != nil {
+		return nil, err
+	}
+	ps, err := o.pullers(eps)
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", userRef, err)
 	}
 	log.Info("resolving", "policy", o.policy)
-	desc, err := p.Get(ctx, r)
+	for i, ep := range eps {
+		img, err := s.resolveAt(ctx, ps.of(ep), ep, r, userRef, want, o)
+		if err == nil {
+			if ep.mirror {
+				log.Info("pulled from mirror", "mirror", ep.String(), "digest", img.Digest)
+			}
+			return img, nil
+		}
+		if i == len(eps)-1 || ctx.Err() != nil {
+			return nil, err
+		}
+		log.Warn("registry mirror failed; trying the next endpoint", "mirror", ep.String(), "next", eps[i+1].String(), "err", err)
+	}
+	return nil, fmt.Errorf("[internal error] pull %s: no endpoint", userRef)
+}
+
+// at returns r's tag or digest in repository repo.
+func at(repo name.Repository, r name.Reference) name.Reference {
+	if d, ok := r.(name.Digest); ok {
+		return repo.Digest(d.DigestStr())
+	}
+	return repo.Tag(r.Identifier())
+}
+
+// resolveAt resolves r from one endpoint and records the result under r's
+// own name, whatever endpoint served it.
+func (s *Store) resolveAt(ctx context.Context, p *remote.Puller, ep endpoint, r name.Reference, userRef string, want v1.Platform, o *options) (*Image, error) {
+	canon, plat := r.Name(), PlatformString(want)
+	log := o.logger.With("ref", canon, "platform", plat)
+	repo := ep.repo
+	desc, err := p.Get(ctx, at(repo, r))
 	if err != nil {
 		return nil, registryError(userRef, err)
 	}
@@ -181,37 +218,11 @@ func (s *Store) resolveRemote(ctx context.Context, r name.Reference, userRef str
 	)
 	switch {
 	case isIndex:
-		idx, err := v1.ParseIndexManifest(bytes.NewReader(desc.Manifest))
-		if err != nil {
-			return nil, fmt.Errorf("pull %s: parse index %s: %w", userRef, desc.Digest, err)
-		}
-		child, err := selectManifest(userRef, idx, want)
+		indexDigest = &desc.Digest
+		mbytes, mdigest, selected, err = s.fromIndex(ctx, p, repo, desc, userRef, want)
 		if err != nil {
 			return nil, err
 		}
-		selected = normPlatform(*child.Platform)
-		indexDigest = &desc.Digest
-		// Keep the index too: a later resolve of ref@sha256:<index> for
-		// another platform then needs no network for the index.
-		if _, err := s.putBlob(ctx, desc.Digest, bytesOpener(desc.Manifest)); err != nil {
-			return nil, fmt.Errorf("pull %s: store index %s: %w", userRef, desc.Digest, err)
-		}
-		if s.HasBlob(child.Digest) {
-			mbytes, err = s.readBlob(child.Digest)
-			if err != nil {
-				return nil, err
-			}
-		} else {
-			cd, err := p.Get(ctx, r.Context().Digest(child.Digest.String()))
-			if err != nil {
-				return nil, registryError(userRef, err)
-			}
-			if !cd.MediaType.IsImage() {
-				return nil, fmt.Errorf("pull %s: manifest %s for %s has media type %s, not an image manifest: nested indexes are not supported", userRef, child.Digest, plat, cd.MediaType)
-			}
-			mbytes = cd.Manifest
-		}
-		mdigest = child.Digest
 		log.Debug("selected manifest from index", "index", desc.Digest, "manifest", mdigest, "selected", PlatformString(selected))
 	case desc.MediaType.IsImage():
 	case desc.MediaType.IsSchema1():
@@ -224,41 +235,9 @@ func (s *Store) resolveRemote(ctx context.Context, r name.Reference, userRef str
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: parse manifest %s: %w", userRef, mdigest, err)
 	}
-	cdig := m.Config.Digest
-	// The config is read whole into memory: bound it, by its declared
-	// size and by what is actually read (the descriptor may lie).
-	maxCfg, err := maxConfigSize()
+	cfg, err := s.fetchConfig(ctx, p, repo, userRef, m)
 	if err != nil {
 		return nil, err
-	}
-	if m.Config.Size > maxCfg {
-		return nil, fmt.Errorf("pull %s: config %s: %w", userRef, cdig, configLimitError(maxCfg))
-	}
-	_, err = s.putBlob(ctx, cdig, func() (io.ReadCloser, error) {
-		l, err := p.Layer(ctx, r.Context().Digest(cdig.String()))
-		if err != nil {
-			return nil, err
-		}
-		rc, err := l.Compressed()
-		if err != nil {
-			return nil, err
-		}
-		return &capReader{ReadCloser: rc, left: maxCfg, err: configLimitError(maxCfg)}, nil
-	})
-	var le *rootfs.LimitError
-	if errors.As(err, &le) {
-		return nil, fmt.Errorf("pull %s: config %s: %w", userRef, cdig, le)
-	}
-	if err != nil {
-		return nil, blobError(userRef, "config "+cdig.String(), err)
-	}
-	cb, err := s.readConfigBlob(cdig, maxCfg)
-	if err != nil {
-		return nil, fmt.Errorf("pull %s: config %s: %w", userRef, cdig, err)
-	}
-	cfg, err := v1.ParseConfigFile(bytes.NewReader(cb))
-	if err != nil {
-		return nil, fmt.Errorf("pull %s: parse config %s: %w", userRef, cdig, err)
 	}
 	if have := configPlatform(cfg); isIndex && have.Architecture != "" && (have.OS != selected.OS || have.Architecture != selected.Architecture) {
 		// The index says one thing, the config another: run it, but say so.
@@ -291,8 +270,84 @@ func (s *Store) resolveRemote(ctx context.Context, r name.Reference, userRef str
 	if err := s.writeRecord(rec); err != nil {
 		return nil, fmt.Errorf("pull %s: write cache index: %w", userRef, err)
 	}
-	log.Info("resolved", "digest", mdigest, "selected", rec.Selected, "layers", len(img.Layers))
+	log.Info("resolved", "digest", mdigest, "selected", rec.Selected, "layers", len(img.Layers), "from", repo.RegistryStr())
 	return img, nil
+}
+
+// fromIndex picks the manifest for want from the index desc (stored in the
+// store too) and returns its bytes, digest and platform: from the store if
+// present, else fetched by digest from repo (go-containerregistry checks
+// it against the digest).
+func (s *Store) fromIndex(ctx context.Context, p *remote.Puller, repo name.Repository, desc *remote.Descriptor, userRef string, want v1.Platform) ([]byte, v1.Hash, v1.Platform, error) {
+	var none v1.Platform
+	idx, err := v1.ParseIndexManifest(bytes.NewReader(desc.Manifest))
+	if err != nil {
+		return nil, v1.Hash{}, none, fmt.Errorf("pull %s: parse index %s: %w", userRef, desc.Digest, err)
+	}
+	child, err := selectManifest(userRef, idx, want)
+	if err != nil {
+		return nil, v1.Hash{}, none, err
+	}
+	selected := normPlatform(*child.Platform)
+	// Keep the index too: a later resolve of ref@sha256:<index> for
+	// another platform then needs no network for the index.
+	if _, err := s.putBlob(ctx, desc.Digest, bytesOpener(desc.Manifest)); err != nil {
+		return nil, v1.Hash{}, none, fmt.Errorf("pull %s: store index %s: %w", userRef, desc.Digest, err)
+	}
+	if s.HasBlob(child.Digest) {
+		mbytes, err := s.readBlob(child.Digest)
+		return mbytes, child.Digest, selected, err
+	}
+	cd, err := p.Get(ctx, repo.Digest(child.Digest.String()))
+	if err != nil {
+		return nil, v1.Hash{}, none, registryError(userRef, err)
+	}
+	if !cd.MediaType.IsImage() {
+		return nil, v1.Hash{}, none, fmt.Errorf("pull %s: manifest %s for %s has media type %s, not an image manifest: nested indexes are not supported", userRef, child.Digest, PlatformString(want), cd.MediaType)
+	}
+	return cd.Manifest, child.Digest, selected, nil
+}
+
+// fetchConfig stores the config blob of m, fetched from repo if missing,
+// and parses it.
+func (s *Store) fetchConfig(ctx context.Context, p *remote.Puller, repo name.Repository, userRef string, m *v1.Manifest) (*v1.ConfigFile, error) {
+	cdig := m.Config.Digest
+	// The config is read whole into memory: bound it, by its declared
+	// size and by what is actually read (the descriptor may lie).
+	maxCfg, err := maxConfigSize()
+	if err != nil {
+		return nil, err
+	}
+	if m.Config.Size > maxCfg {
+		return nil, fmt.Errorf("pull %s: config %s: %w", userRef, cdig, configLimitError(maxCfg))
+	}
+	_, err = s.putBlob(ctx, cdig, func() (io.ReadCloser, error) {
+		l, err := p.Layer(ctx, repo.Digest(cdig.String()))
+		if err != nil {
+			return nil, err
+		}
+		rc, err := l.Compressed()
+		if err != nil {
+			return nil, err
+		}
+		return &capReader{ReadCloser: rc, left: maxCfg, err: configLimitError(maxCfg)}, nil
+	})
+	var le *rootfs.LimitError
+	if errors.As(err, &le) {
+		return nil, fmt.Errorf("pull %s: config %s: %w", userRef, cdig, le)
+	}
+	if err != nil {
+		return nil, blobError(userRef, "config "+cdig.String(), err)
+	}
+	cb, err := s.readConfigBlob(cdig, maxCfg)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: config %s: %w", userRef, cdig, err)
+	}
+	cfg, err := v1.ParseConfigFile(bytes.NewReader(cb))
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: parse config %s: %w", userRef, cdig, err)
+	}
+	return cfg, nil
 }
 
 func bytesOpener(b []byte) func() (io.ReadCloser, error) {

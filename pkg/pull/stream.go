@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
@@ -39,6 +38,11 @@ type Stream struct {
 	start func()
 	// release gives back the shared gc lock taken while downloading.
 	release func()
+	// eps are the endpoints to download from, in order (mirrors first);
+	// failed marks those that failed once, which later layers skip.
+	eps    []endpoint
+	epMu   sync.Mutex
+	failed map[int]bool
 }
 
 type layerState int
@@ -57,6 +61,11 @@ type streamLayer struct {
 	rf      *os.File // read side of the temp file, opened before it can be renamed
 	written int64
 	err     error
+	// old are the temp files of earlier endpoints that failed (closed by
+	// Close: a reader may still hold one); refetched is set once the layer
+	// was downloaded again from another endpoint.
+	old       []*os.File
+	refetched bool
 }
 
 func (l *streamLayer) set(f func()) {
@@ -70,7 +79,7 @@ func (l *streamLayer) set(f func()) {
 // PullNever, a missing layer is ErrNotCached.
 func (s *Store) Stream(ctx context.Context, img *Image, opts ...Option) (*Stream, error) {
 	o := makeOptions(opts)
-	st := &Stream{s: s, img: img, o: o, layers: make([]*streamLayer, len(img.Layers))}
+	st := &Stream{s: s, img: img, o: o, layers: make([]*streamLayer, len(img.Layers)), failed: map[int]bool{}}
 	var missing []int
 	for i, l := range img.Layers {
 		sl := &streamLayer{}
@@ -96,12 +105,15 @@ func (s *Store) Stream(ctx context.Context, img *Image, opts ...Option) (*Stream
 		st.cancel()
 		return nil, err
 	}
-	p, err := o.puller()
+	if st.eps, err = o.endpointsFor(r); err != nil {
+		st.cancel()
+		return nil, err
+	}
+	ps, err := o.pullers(st.eps)
 	if err != nil {
 		st.cancel()
 		return nil, fmt.Errorf("pull %s: %w", img.Ref, err)
 	}
-	repo := r.Context()
 	log := o.logger.With("ref", img.Ref)
 	st.start = func() {
 		release, err := s.holdGC(st.ctx)
@@ -134,7 +146,7 @@ func (s *Store) Stream(ctx context.Context, img *Image, opts ...Option) (*Stream
 				}
 				st.wg.Go(func() {
 					defer func() { <-sem }()
-					st.download(i, repo, p, log)
+					st.download(i, ps, log)
 				})
 			}
 		})
@@ -146,34 +158,33 @@ func layerName(img *Image, i int) string {
 	return fmt.Sprintf("layer %d/%d %s", i+1, len(img.Layers), img.Layers[i].Digest)
 }
 
-// download fetches layer i into the store, keeping its streamLayer up to date.
-func (st *Stream) download(i int, repo name.Repository, p *remote.Puller, log *slog.Logger) {
+// download fetches layer i into the store from the first endpoint that
+// serves it intact, keeping its streamLayer up to date.
+func (st *Stream) download(i int, ps *pullers, log *slog.Logger) {
 	l, sl := st.img.Layers[i], st.layers[i]
 	what := layerName(st.img, i)
 	prog := st.o.progress.Layer(i, len(st.img.Layers), l)
 	start := time.Now()
-	wrote, err := st.s.putBlobWatch(st.ctx, l.Digest, func() (io.ReadCloser, error) {
-		rl, err := p.Layer(st.ctx, repo.Digest(l.Digest.String()))
-		if err != nil {
-			return nil, err
+	var (
+		wrote bool
+		err   error
+		ep    endpoint
+	)
+	for k := range st.eps {
+		last := k == len(st.eps)-1
+		if !last && st.skip(k) {
+			continue
 		}
-		return rl.Compressed()
-	}, blobWatch{
-		started: func(tmp string) {
-			// Open it now, while its name is sure to exist: the writer
-			// renames it into the store when it completes.
-			rf, err := os.Open(tmp)
-			sl.set(func() {
-				if err == nil {
-					sl.state, sl.rf = stateWriting, rf
-				}
-			})
-		},
-		wrote:    func(n int64) { sl.set(func() { sl.written = n }) },
-		progress: prog,
-		attempts: st.o.attempts,
-		log:      log.Info,
-	})
+		ep = st.eps[k]
+		wrote, err = st.downloadFrom(i, ep, ps.of(ep), prog, log)
+		if err == nil || last || st.ctx.Err() != nil {
+			break
+		}
+		st.epMu.Lock()
+		st.failed[k] = true
+		st.epMu.Unlock()
+		log.Warn("registry mirror failed; trying the next endpoint", "layer", what, "mirror", ep.String(), "next", st.eps[k+1].String(), "err", err)
+	}
 	if err != nil {
 		err = blobError(st.img.Ref, what, err)
 		prog.Done(err)
@@ -185,11 +196,76 @@ func (st *Stream) download(i int, repo name.Repository, p *remote.Puller, log *s
 	}
 	prog.Done(nil)
 	sl.set(func() { sl.state = stateDone })
-	if wrote {
+	switch {
+	case wrote && ep.mirror:
 		log.Info("downloaded", "layer", what, "size", l.Size, "took", time.Since(start).Round(time.Millisecond))
-	} else {
+		log.Info("pulled from mirror", "mirror", ep.String(), "layer", what)
+	case wrote:
+		log.Info("downloaded", "layer", what, "size", l.Size, "took", time.Since(start).Round(time.Millisecond))
+	default:
 		log.Debug("layer stored by another process", "layer", what)
 	}
+}
+
+// skip reports whether endpoint k failed for another layer of the stream.
+func (st *Stream) skip(k int) bool {
+	st.epMu.Lock()
+	defer st.epMu.Unlock()
+	return st.failed[k]
+}
+
+// downloadFrom fetches layer i from one endpoint. A second endpoint's
+// download starts a new temp file: readers following the layer continue at
+// their offset in it (the blob is the same bytes wherever it comes from),
+// and the old file stays open for them until Close.
+func (st *Stream) downloadFrom(i int, ep endpoint, p *remote.Puller, prog LayerProgress, log *slog.Logger) (bool, error) {
+	l, sl := st.img.Layers[i], st.layers[i]
+	return st.s.putBlobWatch(st.ctx, l.Digest, func() (io.ReadCloser, error) {
+		rl, err := p.Layer(st.ctx, ep.repo.Digest(l.Digest.String()))
+		if err != nil {
+			return nil, err
+		}
+		return rl.Compressed()
+	}, blobWatch{
+		started: func(tmp string) {
+			// Open it now, while its name is sure to exist: the writer
+			// renames it into the store when it completes.
+			rf, err := os.Open(tmp)
+			var again int64
+			sl.set(func() {
+				if sl.rf != nil {
+					// Readers may have seen bytes of the failed endpoint.
+					again = sl.written
+					sl.refetched = sl.refetched || sl.written > 0
+					sl.old, sl.rf, sl.written = append(sl.old, sl.rf), nil, 0
+				}
+				if err == nil {
+					sl.state, sl.rf = stateWriting, rf
+				}
+			})
+			prog.Add(-again) // the bytes of the failed endpoint come again
+		},
+		wrote:    func(n int64) { sl.set(func() { sl.written = n }) },
+		progress: prog,
+		attempts: st.o.attempts,
+		log:      log.Info,
+	})
+}
+
+// Refetched reports whether a layer had to be downloaded again from
+// another endpoint after a registry mirror failed: a reader that followed
+// it may have read bytes the store then rejected, so what it made of them
+// should be made again from the store (Open after Wait returns nil).
+func (st *Stream) Refetched() bool {
+	for _, sl := range st.layers {
+		sl.mu.Lock()
+		r := sl.refetched
+		sl.mu.Unlock()
+		if r {
+			return true
+		}
+	}
+	return false
 }
 
 func (st *Stream) begin() {
@@ -258,6 +334,10 @@ func (st *Stream) Close() error {
 			sl.rf.Close()
 			sl.rf = nil
 		}
+		for _, f := range sl.old {
+			f.Close()
+		}
+		sl.old = nil
 		sl.mu.Unlock()
 	}
 	if st.release != nil {
