@@ -60,7 +60,12 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	if errors.As(context.Cause(ctx), &se) {
 		return 128 + int(se.sig)
 	}
-	// Everything else is xrun's error, printed once.
+	return reportError(stderr, err)
+}
+
+// reportError prints xrun's own error err once, on one line with its hint,
+// and returns the exit status it calls for.
+func reportError(stderr io.Writer, err error) int {
 	var reported silentError
 	if !errors.As(err, &reported) {
 		if h := hint(err); h != "" {

@@ -14,6 +14,9 @@ import (
 
 	"github.com/gofrs/flock"
 	"golang.org/x/sys/unix"
+
+	"github.com/xrun-dev/xrun/pkg/fsutil"
+	"github.com/xrun-dev/xrun/pkg/userns"
 )
 
 // Cache keeps unpacked images at Root/rootfs/<key>/ (key = manifest digest
@@ -23,12 +26,9 @@ import (
 // the same key unpack it once.
 type Cache struct {
 	Root string
-	// Remover, when set, removes a tree that RemoveAll could not remove
-	// for lack of permission: an image unpacked with its owners
-	// (Options.Chown in a user namespace) holds files and 0700
-	// directories owned by subordinate ids. It is used by Remove,
-	// TryRemove, CleanTemp and Ensure's clean-up.
-	Remover func(dir string) error
+
+	// removeInNS, when set, replaces userns.Remove (tests).
+	removeInNS func(dir string) error
 }
 
 // NewCache returns a cache rooted at root (created on first Ensure).
@@ -144,11 +144,15 @@ func (c *Cache) Ensure(ctx context.Context, key string, layers []Layer, opts Opt
 	return dst, nil
 }
 
-// fill unpacks layers into the empty temp dir tmp, with opts.Unpacker if
-// set, else (or if it is unavailable) in-process.
+// fill unpacks layers into the empty temp dir tmp, in a user namespace
+// with opts.InUserNS, else (or if that is unavailable) in-process.
 func fill(ctx context.Context, tmp string, layers []Layer, opts Options) (Stats, error) {
-	if opts.Unpacker != nil {
-		st, err := opts.Unpacker(ctx, tmp, layers, opts)
+	if opts.InUserNS {
+		unpack := opts.unpacker
+		if unpack == nil {
+			unpack = unpackInUserNS
+		}
+		st, err := unpack(ctx, tmp, layers, opts)
 		if !errors.Is(err, ErrUnpackerUnavailable) {
 			if err == nil {
 				logSkipped(opts.Logger, st)
@@ -168,7 +172,7 @@ func fill(ctx context.Context, tmp string, layers []Layer, opts Options) (Stats,
 // should be empty), with one unpacker: a directory made 0555 by one layer
 // stays writable for the next. The root gets mode 0755 unless a layer has
 // a "./" entry. It is what Cache.Ensure does in-process, for an
-// Options.Unpacker running elsewhere (another process, a user namespace).
+// unpacker running elsewhere (another process, a user namespace).
 func UnpackLayers(ctx context.Context, dir string, layers []Layer, opts Options) (Stats, error) {
 	opts, err := opts.fill()
 	if err != nil {
@@ -308,16 +312,23 @@ func (c *Cache) removeLocked(key string) error {
 }
 
 // removeAll is RemoveAll; tests make it refuse.
-var removeAll = RemoveAll
+var removeAll = fsutil.RemoveAll
 
-// removeTree is RemoveAll, then c.Remover for what permissions kept
-// RemoveAll from removing.
+// removeTree is RemoveAll, then, for what permissions kept RemoveAll from
+// removing, userns.Remove: an image unpacked with its owners
+// (Options.InUserNS) holds files and 0700 directories owned by
+// subordinate ids. It is used by Remove, TryRemove, CleanTemp and
+// Ensure's clean-up.
 func (c *Cache) removeTree(p string) error {
 	err := removeAll(p)
-	if err == nil || c.Remover == nil || !errors.Is(err, fs.ErrPermission) {
+	if err == nil || !errors.Is(err, fs.ErrPermission) {
 		return err
 	}
-	if rerr := c.Remover(p); rerr != nil {
+	remove := c.removeInNS
+	if remove == nil {
+		remove = userns.Remove
+	}
+	if rerr := remove(p); rerr != nil {
 		return fmt.Errorf("%w; then: %v", err, rerr)
 	}
 	return nil

@@ -16,6 +16,8 @@ import (
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"golang.org/x/sys/unix"
+
+	"github.com/xrun-dev/xrun/pkg/fsutil"
 )
 
 const (
@@ -230,7 +232,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 	}
 
 	if exists && !(hdr.Typeflag == tar.TypeDir && isDirMode(st.Mode)) {
-		if err := removeAllAt(pfd, base); err != nil {
+		if err := fsutil.RemoveAllAt(pfd, base); err != nil {
 			return fmt.Errorf("remove existing entry: %w", err)
 		}
 	}
@@ -243,7 +245,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 				return err
 			}
 		}
-		fd, err := openDirAt(pfd, base)
+		fd, err := fsutil.OpenDirAt(pfd, base)
 		if err != nil {
 			return err
 		}
@@ -532,7 +534,7 @@ func (u *unpacker) removeLowerAt(dfd int, dino uint64, name, rel string) error {
 		}
 		return unix.Unlinkat(dfd, name, 0)
 	}
-	fd, err := openDirAt(dfd, name)
+	fd, err := fsutil.OpenDirAt(dfd, name)
 	if err != nil {
 		return err
 	}

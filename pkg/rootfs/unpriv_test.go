@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/xrun-dev/xrun/pkg/fsutil"
 )
 
 // TestUnprivileged re-runs the permission-sensitive tests as uid/gid 65534
@@ -29,7 +31,7 @@ func TestUnprivileged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer RemoveAll(dir)
+	defer fsutil.RemoveAll(dir)
 	tmp := filepath.Join(dir, "tmp")
 	bin := filepath.Join(dir, "rootfs.test")
 	if err := os.Chmod(dir, 0o755); err != nil {

@@ -17,7 +17,8 @@ import (
 
 	"github.com/gofrs/flock"
 
-	"github.com/xrun-dev/xrun/pkg/rootfs"
+	"github.com/xrun-dev/xrun/pkg/fsutil"
+	"github.com/xrun-dev/xrun/pkg/userns"
 )
 
 // Named containers (--name) keep the overlay's upper layer on disk, in
@@ -134,7 +135,7 @@ func (c *Container) Attach(m ContainerMeta, lower string) error {
 	}
 	// A directory without meta.json is the remains of a creation that was
 	// interrupted: start again.
-	if err := rootfs.RemoveAll(c.Dir); err != nil {
+	if err := fsutil.RemoveAll(c.Dir); err != nil {
 		return fmt.Errorf("container %q: %w", m.Name, err)
 	}
 	for _, d := range []string{c.Dir, c.Upper, c.Work} {
@@ -275,7 +276,7 @@ func diskUsage(dir string) int64 {
 // Files that runs created as other users of the container (subordinate ids:
 // apt's _apt, useradd, chown) cannot be removed by the invoking user
 // directly; they are removed from a user namespace with the same id mapping
-// (see removeInUserNS).
+// (see userns.RemoveTree).
 func RemoveContainer(cacheDir, name string) error {
 	if err := CheckName(name); err != nil {
 		return err
@@ -295,25 +296,11 @@ func RemoveContainer(cacheDir, name string) error {
 	if err := os.Rename(dir, trash); err != nil {
 		return fmt.Errorf("remove container %q: %w", name, err)
 	}
-	if err := removeTree(trash); err != nil {
+	if err := userns.RemoveTree(trash); err != nil {
 		return fmt.Errorf("remove container %q: %w", name, err)
 	}
 	_ = os.Remove(containerLockPath(cacheDir, name))
 	collectTrash(cacheDir)
-	return nil
-}
-
-// removeTree removes dir, first as the invoking user, then, for what is
-// left (files owned by subordinate ids), in a user namespace with the
-// subordinate ranges mapped.
-func removeTree(dir string) error {
-	err := rootfs.RemoveAll(dir)
-	if err == nil || !(errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EPERM)) {
-		return err
-	}
-	if uerr := removeInUserNS(dir); uerr != nil {
-		return fmt.Errorf("%w; in a user namespace with the subordinate ids: %v", err, uerr)
-	}
 	return nil
 }
 
@@ -330,6 +317,6 @@ func collectTrash(cacheDir string) {
 		if err != nil || pid <= 0 || syscall.Kill(pid, 0) != syscall.ESRCH {
 			continue
 		}
-		_ = removeTree(filepath.Join(containersDir(cacheDir), e.Name()))
+		_ = userns.RemoveTree(filepath.Join(containersDir(cacheDir), e.Name()))
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xrun-dev/xrun/pkg/binfmt"
+	"github.com/xrun-dev/xrun/pkg/userns"
 )
 
 // ReaperPath is where the xrun binary is bound inside the container to serve
@@ -215,7 +216,7 @@ func Run(ctx context.Context, opts Options) error {
 	defer runtime.UnlockOSThread()
 
 	// Refuse a user the id map cannot hold before anything is created.
-	uids, gids, fullIDs := idMappings(log)
+	uids, gids, fullIDs := userns.IDMappings(log)
 	if err := checkUser(opts.User, uids, gids); err != nil {
 		return err
 	}

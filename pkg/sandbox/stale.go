@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xrun-dev/xrun/pkg/binfmt"
+	"github.com/xrun-dev/xrun/pkg/userns"
 )
 
 // A run's directory, <run root>/<id>, holds everything of the run: its
@@ -129,7 +130,7 @@ func collectRunDir(runRoot, id string) bool {
 	}
 	// Remove while holding the lock: a run that created this directory
 	// and is waiting for its lock then sees it gone and starts over.
-	return removeTree(dir) == nil
+	return userns.RemoveTree(dir) == nil
 }
 
 // collectOldState removes the libcontainer state that xrun versions before
@@ -149,7 +150,7 @@ func collectOldState(runRoot string, log *slog.Logger) {
 		if info, err := e.Info(); err != nil || time.Since(info.ModTime()) < staleMinAge {
 			continue
 		}
-		if removeTree(filepath.Join(stateRoot, id)) == nil {
+		if userns.RemoveTree(filepath.Join(stateRoot, id)) == nil {
 			log.Debug("collected state of an interrupted run (older xrun)", "id", id)
 		}
 	}
