@@ -18,12 +18,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gofrs/flock"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/xrun-dev/xrun/pkg/binfmt"
+	"github.com/xrun-dev/xrun/pkg/fsutil"
 	"github.com/xrun-dev/xrun/pkg/pull"
 )
 
@@ -207,7 +207,7 @@ func InstallEmulators(ctx context.Context, o InstallOptions) (*EmulatorSource, e
 			o.Image, runtime.GOARCH, strings.Join(emulatorSearchDirs, ", /"))
 	}
 	b, _ := json.MarshalIndent(src, "", "  ")
-	if err := writeAtomic(filepath.Join(dir, emulatorSourceFile), b); err != nil {
+	if err := fsutil.WriteFileAtomic(filepath.Join(dir, emulatorSourceFile), ".tmp-", b, 0o644); err != nil {
 		return nil, err
 	}
 	log.Info("installed emulators", "dir", dir, "arches", strings.Join(src.Installed, ","))
@@ -390,43 +390,14 @@ func decompress(r io.Reader) (io.Reader, func(), error) {
 	return br, func() {}, nil
 }
 
-func writeAtomic(p string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), p)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
-}
-
 // lockEmulators takes <cache>/locks/emulators-<GOARCH>.lock.
 func lockEmulators(ctx context.Context, cacheDir string) (func(), error) {
-	dir := filepath.Join(cacheDir, "locks")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
+	p := filepath.Join(cacheDir, "locks", "emulators-"+runtime.GOARCH+".lock")
+	l, err := fsutil.LockFile(ctx, p, fsutil.Exclusive)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", p, err)
 	}
-	l := flock.New(filepath.Join(dir, "emulators-"+runtime.GOARCH+".lock"))
-	ok, err := l.TryLockContext(ctx, 50*time.Millisecond)
-	if err != nil || !ok {
-		l.Close()
-		if err == nil {
-			err = ctx.Err()
-		}
-		return nil, fmt.Errorf("lock %s: %w", l.Path(), err)
-	}
-	return func() { l.Unlock(); l.Close() }, nil
+	return l.Unlock, nil
 }
 
 // binfmtOptions are the binfmt.Options of a run: o.Binfmt plus the

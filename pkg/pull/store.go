@@ -16,8 +16,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gofrs/flock"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/xrun-dev/xrun/pkg/fsutil"
 )
 
 // Store is the content-addressed cache of manifests, configs and layer blobs,
@@ -42,9 +43,6 @@ type Store struct {
 // left over from an interrupted download. Live downloads rewrite their file
 // continuously, so an hour without a write means the writer is gone.
 const staleTemp = time.Hour
-
-// lockPoll is how often a waiter retries a blob lock held by another process.
-const lockPoll = 50 * time.Millisecond
 
 // NewStore returns the store rooted at root. Directories are created on first write.
 func NewStore(root string) *Store {
@@ -202,10 +200,7 @@ func (s *Store) putBlobWatch(ctx context.Context, h v1.Hash, open func() (io.Rea
 		return false, err
 	}
 	tmp = nil
-	if d, err := os.Open(filepath.Dir(s.BlobPath(h))); err == nil {
-		d.Sync()
-		d.Close()
-	}
+	fsutil.SyncDir(filepath.Dir(s.BlobPath(h)))
 	return true, nil
 }
 
@@ -222,7 +217,7 @@ func copyBlob(ctx context.Context, tmp *os.File, hasher hash.Hash, written *int6
 	// A body that stalls fails with *idleError (see guardTransport), a
 	// timeout: bodyTransient, so the download resumes.
 	defer rc.Close()
-	r := io.Reader(ctxReader{ctx, rc})
+	r := fsutil.ContextReader(ctx, rc)
 	if *written > 0 {
 		hasher.Reset()
 		if _, err := io.Copy(hasher, io.NewSectionReader(tmp, 0, *written)); err != nil {
@@ -259,37 +254,16 @@ func hashOf(h hash.Hash) v1.Hash {
 	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}
 }
 
-// ctxReader stops a copy when ctx is cancelled.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
 // lock takes the exclusive flock Root/locks/<name>.lock, waiting until ctx
 // is done. flock locks belong to the open file, so goroutines of one process
 // exclude each other too.
 func (s *Store) lock(ctx context.Context, name string) (unlock func(), err error) {
-	if err := os.MkdirAll(s.lockDir(), 0o700); err != nil {
-		return nil, err
-	}
-	l := flock.New(filepath.Join(s.lockDir(), name+".lock"))
-	ok, err := l.TryLockContext(ctx, lockPoll)
+	p := filepath.Join(s.lockDir(), name+".lock")
+	l, err := fsutil.LockFile(ctx, p, fsutil.Exclusive)
 	if err != nil {
-		l.Close()
-		return nil, fmt.Errorf("lock %s: %w", l.Path(), err)
+		return nil, fmt.Errorf("lock %s: %w", p, err)
 	}
-	if !ok {
-		l.Close()
-		return nil, fmt.Errorf("lock %s: %w", l.Path(), ctx.Err())
-	}
-	return func() { l.Unlock(); l.Close() }, nil
+	return l.Unlock, nil
 }
 
 // cleanTemp removes files in blobs/tmp and index/ left by interrupted writes
@@ -361,32 +335,5 @@ func (s *Store) writeRecord(r *record) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(s.recordPath(r.Ref, r.Platform), ".tmp-*", append(b, '\n'), 0o600)
-}
-
-// writeFileAtomic writes data to path with mode perm through a temporary
-// file (named by pattern) in the same directory, synced, then renamed into
-// place: a reader sees the old file or the whole new one, never a part.
-func writeFileAtomic(path, pattern string, data []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), pattern)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return fsutil.WriteFileAtomic(s.recordPath(r.Ref, r.Platform), ".tmp-*", append(b, '\n'), 0o600)
 }

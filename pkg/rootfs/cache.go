@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gofrs/flock"
 	"golang.org/x/sys/unix"
 
 	"github.com/xrun-dev/xrun/pkg/fsutil"
@@ -35,10 +34,6 @@ type Cache struct {
 func NewCache(root string) *Cache { return &Cache{Root: root} }
 
 const tmpPrefix = ".tmp-"
-
-// lockPollInterval is how often a waiter retries the flock (gofrs/flock has
-// no blocking lock that honours a context).
-const lockPollInterval = 25 * time.Millisecond
 
 func (c *Cache) rootfsDir() string { return filepath.Join(c.Root, "rootfs") }
 
@@ -217,21 +212,14 @@ func publish(tmp, dst string) error {
 	if err := os.Rename(tmp, dst); err != nil {
 		return err
 	}
-	if d, err := os.Open(filepath.Dir(dst)); err == nil {
-		d.Sync()
-		d.Close()
-	}
+	fsutil.SyncDir(filepath.Dir(dst))
 	return nil
 }
 
-func (c *Cache) lock(ctx context.Context, key string) (*flock.Flock, error) {
-	lk := flock.New(c.lockPath(key), flock.SetPermissions(0o600))
-	ok, err := lk.TryLockContext(ctx, lockPollInterval)
+func (c *Cache) lock(ctx context.Context, key string) (*fsutil.Lock, error) {
+	lk, err := fsutil.LockFile(ctx, c.lockPath(key), fsutil.Exclusive)
 	if err != nil {
 		return nil, fmt.Errorf("lock rootfs %s: %w", key, err)
-	}
-	if !ok {
-		return nil, fmt.Errorf("lock rootfs %s: %w", key, ctx.Err())
 	}
 	return lk, nil
 }
@@ -254,10 +242,9 @@ func (c *Cache) removeStale(key string, opts Options) {
 		}
 		k := rest[:i]
 		p := filepath.Join(c.rootfsDir(), e.Name())
-		var lk *flock.Flock
+		var lk *fsutil.Lock
 		if k != key {
-			lk = flock.New(c.lockPath(k), flock.SetPermissions(0o600))
-			if ok, err := lk.TryLock(); err != nil || !ok {
+			if lk, err = fsutil.TryLockFile(c.lockPath(k), fsutil.Exclusive); err != nil {
 				continue // in use
 			}
 		}

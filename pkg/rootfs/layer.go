@@ -14,6 +14,8 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/xrun-dev/xrun/pkg/fsutil"
 )
 
 var (
@@ -126,23 +128,10 @@ func (u *unpacker) applyLayer(ctx context.Context, l Layer) error {
 	// reading a download in progress) reports a digest mismatch, or any
 	// failure of the download, only there, and the layer must not count
 	// as applied before that.
-	if _, err := io.Copy(io.Discard, ctxReader{ctx, br}); err != nil {
+	if _, err := io.Copy(io.Discard, fsutil.ContextReader(ctx, br)); err != nil {
 		return fmt.Errorf("read blob: %w", err)
 	}
 	return nil
-}
-
-// ctxReader stops a read loop when ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // readAhead reads its source in a goroutine into a few recycled buffers,

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xrun-dev/xrun/internal/testutil"
 	"github.com/xrun-dev/xrun/pkg/fsutil"
 	"github.com/xrun-dev/xrun/pkg/userns"
 )
@@ -158,7 +159,7 @@ func TestUnpackChownUnmapped(t *testing.T) {
 	m := []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 65537}}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER, UidMappings: m, GidMappings: m}
 	if out, err := cmd.CombinedOutput(); err != nil {
-		skipOrFail(t, fmt.Sprintf("unpack in a user namespace: %v\n%s", err, out))
+		testutil.SkipOrFail(t, "%s", fmt.Sprintf("unpack in a user namespace: %v\n%s", err, out))
 	}
 	got := ownersOf(t, root, ownerPaths...)
 	for p, w := range map[string]ownerInfo{

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/xrun-dev/xrun/internal/testutil"
 	"github.com/xrun-dev/xrun/pkg/fsutil"
 )
 
@@ -21,11 +22,11 @@ func TestUnprivileged(t *testing.T) {
 		t.Skip("already unprivileged: the other tests cover it")
 	}
 	if testing.Short() {
-		skipOrFail(t, "-short")
+		testutil.SkipOrFail(t, "%s", "-short")
 	}
 	exe, err := os.Executable()
 	if err != nil {
-		skipOrFail(t, "no test executable: "+err.Error())
+		testutil.SkipOrFail(t, "%s", "no test executable: "+err.Error())
 	}
 	dir, err := os.MkdirTemp("", "xrun-rootfs-unpriv-")
 	if err != nil {
@@ -61,14 +62,6 @@ func TestUnprivileged(t *testing.T) {
 			t.Logf("uid 65534: %s", strings.TrimSpace(l))
 		}
 	}
-}
-
-func skipOrFail(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("XRUN_TEST_MUST_WORK") == "1" {
-		t.Fatal(why)
-	}
-	t.Skip(why)
 }
 
 func copyFile(src, dst string) error {

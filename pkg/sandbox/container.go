@@ -15,8 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gofrs/flock"
-
 	"github.com/xrun-dev/xrun/pkg/fsutil"
 	"github.com/xrun-dev/xrun/pkg/userns"
 )
@@ -49,7 +47,7 @@ type Container struct {
 	Work  string
 	// Meta is nil until Attach for a container that did not exist yet.
 	Meta *ContainerMeta
-	lock *flock.Flock
+	lock *fsutil.Lock
 }
 
 // ErrNoContainer is returned for a name that has no container.
@@ -76,17 +74,13 @@ func containerLockPath(cacheDir, name string) string {
 }
 
 // lockContainer takes the container's lock without waiting.
-func lockContainer(cacheDir, name string) (*flock.Flock, error) {
-	if err := os.MkdirAll(filepath.Join(cacheDir, "locks"), 0o700); err != nil {
-		return nil, fmt.Errorf("create lock directory: %w", err)
+func lockContainer(cacheDir, name string) (*fsutil.Lock, error) {
+	lk, err := fsutil.TryLockFile(containerLockPath(cacheDir, name), fsutil.Exclusive)
+	if errors.Is(err, fsutil.ErrLocked) {
+		return nil, fmt.Errorf("container %q is in use by another xrun run: wait for it to finish, or use another --name", name)
 	}
-	lk := flock.New(containerLockPath(cacheDir, name), flock.SetPermissions(0o600))
-	ok, err := lk.TryLock()
 	if err != nil {
 		return nil, fmt.Errorf("lock container %q: %w", name, err)
-	}
-	if !ok {
-		return nil, fmt.Errorf("container %q is in use by another xrun run: wait for it to finish, or use another --name", name)
 	}
 	return lk, nil
 }
@@ -107,7 +101,7 @@ func OpenContainer(cacheDir, name string) (*Container, error) {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
-		_ = lk.Unlock()
+		lk.Unlock()
 		return nil, fmt.Errorf("container %q: %w (xrun rm %s removes it)", name, err, name)
 	default:
 		c.Meta = m
@@ -161,7 +155,8 @@ func (c *Container) Close() error {
 	if c.lock == nil {
 		return nil
 	}
-	return c.lock.Unlock()
+	c.lock.Unlock()
+	return nil
 }
 
 func short(digest string) string {
@@ -189,19 +184,7 @@ func writeMeta(dir string, m *ContainerMeta) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, ".meta-*.json")
-	if err != nil {
-		return fmt.Errorf("write container metadata: %w", err)
-	}
-	_, err = tmp.Write(append(b, '\n'))
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), filepath.Join(dir, "meta.json"))
-	}
-	if err != nil {
-		_ = os.Remove(tmp.Name())
+	if err := fsutil.WriteFileAtomic(filepath.Join(dir, "meta.json"), ".meta-*.json", append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("write container metadata: %w", err)
 	}
 	return nil
@@ -239,13 +222,9 @@ func ListContainers(cacheDir string) ([]ContainerInfo, error) {
 			info.Name = e.Name()
 		}
 		info.Size = diskUsage(filepath.Join(dir, "upper"))
-		lk := flock.New(containerLockPath(cacheDir, e.Name()))
-		if ok, err := lk.TryRLock(); err == nil {
-			info.InUse = !ok
-			if ok {
-				_ = lk.Unlock()
-			}
-		}
+		lk, err := fsutil.TryLockFile(containerLockPath(cacheDir, e.Name()), fsutil.Shared)
+		info.InUse = errors.Is(err, fsutil.ErrLocked)
+		lk.Unlock()
 		out = append(out, info)
 	}
 	slices.SortFunc(out, func(a, b ContainerInfo) int { return strings.Compare(a.Name, b.Name) })

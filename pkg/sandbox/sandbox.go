@@ -230,7 +230,7 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	// Unlock only once the directory is gone (see collectStale).
-	defer lock.Close()
+	defer lock.Unlock()
 	defer os.RemoveAll(runDir)
 	for _, d := range []string{rootfsDir, scratchDir} {
 		if err := os.Mkdir(filepath.Join(runDir, d), 0o700); err != nil {
