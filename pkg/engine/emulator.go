@@ -23,6 +23,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/xrun-dev/xrun/pkg/binfmt"
+	"github.com/xrun-dev/xrun/pkg/cache"
 	"github.com/xrun-dev/xrun/pkg/fsutil"
 	"github.com/xrun-dev/xrun/pkg/pull"
 )
@@ -47,13 +48,13 @@ var emulatorSearchDirs = []string{"usr/bin", "usr/local/bin", "bin"}
 // EmulatorDir is where installed emulators for this host live:
 // <cache>/emulators/<host GOARCH>. binfmt's discovery searches it last.
 func EmulatorDir(cacheDir string) string {
-	return filepath.Join(cacheDir, "emulators", runtime.GOARCH)
+	return cache.EmulatorsDir(cacheDir)
 }
 
 // ProbeDir is where binfmt remembers, for the current boot, what it probed
 // of this machine (does the kernel run 32-bit x86 programs?).
 func ProbeDir(cacheDir string) string {
-	return filepath.Join(cacheDir, "probes")
+	return cache.ProbesDir(cacheDir)
 }
 
 // CacheBinfmtOptions returns bo with the directories of cacheDir that
@@ -392,7 +393,7 @@ func decompress(r io.Reader) (io.Reader, func(), error) {
 
 // lockEmulators takes <cache>/locks/emulators-<GOARCH>.lock.
 func lockEmulators(ctx context.Context, cacheDir string) (func(), error) {
-	p := filepath.Join(cacheDir, "locks", "emulators-"+runtime.GOARCH+".lock")
+	p := cache.LockPath(cacheDir, "emulators-"+runtime.GOARCH)
 	l, err := fsutil.LockFile(ctx, p, fsutil.Exclusive)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", p, err)

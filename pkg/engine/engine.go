@@ -17,6 +17,7 @@ import (
 	securejoin "github.com/cyphar/filepath-securejoin"
 
 	"github.com/xrun-dev/xrun/pkg/binfmt"
+	"github.com/xrun-dev/xrun/pkg/cache"
 	"github.com/xrun-dev/xrun/pkg/pull"
 	"github.com/xrun-dev/xrun/pkg/sandbox"
 )
@@ -101,18 +102,7 @@ func (o *Options) fill() {
 
 // DefaultCacheDir is $XRUN_CACHE, else $XDG_CACHE_HOME/xrun, else
 // ~/.cache/xrun. XRUN_CACHE is public and documented.
-func DefaultCacheDir() string {
-	if d := os.Getenv("XRUN_CACHE"); d != "" {
-		return d
-	}
-	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
-		return filepath.Join(d, "xrun")
-	}
-	if h, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(h, ".cache", "xrun")
-	}
-	return filepath.Join(os.TempDir(), fmt.Sprintf("xrun-cache-%d", os.Getuid()))
-}
+func DefaultCacheDir() string { return cache.DefaultDir() }
 
 // Run prepares the image and runs the command. It returns
 // *sandbox.ExitError for a non-zero exit of the command and
@@ -221,7 +211,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	// When the run root in /tmp is not safe to use (e.g. another user
 	// created it), runs keep their state in the cache instead.
-	sopts.FallbackRunRoot = filepath.Join(o.CacheDir, "run")
+	sopts.FallbackRunRoot = cache.RunDir(o.CacheDir)
 	if o.BindCwd != "" {
 		reason := unbindable(o.BindCwd)
 		if reason == "" && sandbox.Inside(o.BindCwd, o.CacheDir) {

@@ -14,6 +14,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/xrun-dev/xrun/pkg/cache"
 	"github.com/xrun-dev/xrun/pkg/fsutil"
 )
 
@@ -25,7 +26,7 @@ const gcLock = "gc"
 
 // holdGC takes the shared gc lock; release gives it back.
 func (s *Store) holdGC(ctx context.Context) (release func(), err error) {
-	p := filepath.Join(s.lockDir(), gcLock+".lock")
+	p := cache.LockPath(s.Root, gcLock)
 	l, err := fsutil.LockFile(ctx, p, fsutil.Shared)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", p, err)
@@ -114,7 +115,7 @@ type BlobInfo struct {
 
 // Blobs lists the blobs in the store.
 func (s *Store) Blobs() ([]BlobInfo, error) {
-	dir := filepath.Join(s.Root, "blobs", "sha256")
+	dir := cache.BlobsDir(s.Root, "sha256")
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -161,7 +162,7 @@ func (s *Store) CleanTemp() int64 {
 		if !ok || !ok2 || len(hexd) != 64 {
 			continue
 		}
-		l, err := fsutil.TryLockFile(filepath.Join(s.lockDir(), "blob-"+hexd+".lock"), fsutil.Exclusive)
+		l, err := fsutil.TryLockFile(cache.LockPath(s.Root, "blob-"+hexd), fsutil.Exclusive)
 		if err != nil {
 			continue // a download is writing it
 		}

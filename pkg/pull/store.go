@@ -18,6 +18,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/xrun-dev/xrun/pkg/cache"
 	"github.com/xrun-dev/xrun/pkg/fsutil"
 )
 
@@ -51,12 +52,11 @@ func NewStore(root string) *Store {
 
 // BlobPath returns the path of blob h: Root/blobs/<algorithm>/<hex>.
 func (s *Store) BlobPath(h v1.Hash) string {
-	return filepath.Join(s.Root, "blobs", h.Algorithm, h.Hex)
+	return cache.BlobPath(s.Root, h.Algorithm, h.Hex)
 }
 
-func (s *Store) tmpDir() string   { return filepath.Join(s.Root, "blobs", "tmp") }
-func (s *Store) lockDir() string  { return filepath.Join(s.Root, "locks") }
-func (s *Store) indexDir() string { return filepath.Join(s.Root, "index") }
+func (s *Store) tmpDir() string   { return cache.BlobTmpDir(s.Root) }
+func (s *Store) indexDir() string { return cache.IndexDir(s.Root) }
 
 // HasBlob reports whether blob h is in the store.
 func (s *Store) HasBlob(h v1.Hash) bool {
@@ -258,7 +258,7 @@ func hashOf(h hash.Hash) v1.Hash {
 // is done. flock locks belong to the open file, so goroutines of one process
 // exclude each other too.
 func (s *Store) lock(ctx context.Context, name string) (unlock func(), err error) {
-	p := filepath.Join(s.lockDir(), name+".lock")
+	p := cache.LockPath(s.Root, name)
 	l, err := fsutil.LockFile(ctx, p, fsutil.Exclusive)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", p, err)

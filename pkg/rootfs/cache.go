@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xrun-dev/xrun/pkg/cache"
 	"github.com/xrun-dev/xrun/pkg/fsutil"
 	"github.com/xrun-dev/xrun/pkg/userns"
 )
@@ -35,11 +36,9 @@ func NewCache(root string) *Cache { return &Cache{Root: root} }
 
 const tmpPrefix = ".tmp-"
 
-func (c *Cache) rootfsDir() string { return filepath.Join(c.Root, "rootfs") }
+func (c *Cache) rootfsDir() string { return cache.RootfsDir(c.Root) }
 
-func (c *Cache) lockPath(key string) string {
-	return filepath.Join(c.Root, "locks", "rootfs-"+key+".lock")
-}
+func (c *Cache) lockPath(key string) string { return cache.LockPath(c.Root, "rootfs-"+key) }
 
 // Path returns Root/rootfs/<key>, whether or not it exists.
 func (c *Cache) Path(key string) string { return filepath.Join(c.rootfsDir(), key) }

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/xrun-dev/xrun/pkg/cache"
 	"github.com/xrun-dev/xrun/pkg/fsutil"
 	"github.com/xrun-dev/xrun/pkg/userns"
 )
@@ -67,10 +68,10 @@ func CheckName(name string) error {
 	return nil
 }
 
-func containersDir(cacheDir string) string { return filepath.Join(cacheDir, "containers") }
+func containersDir(cacheDir string) string { return cache.ContainersDir(cacheDir) }
 
 func containerLockPath(cacheDir, name string) string {
-	return filepath.Join(cacheDir, "locks", "container-"+name+".lock")
+	return cache.LockPath(cacheDir, "container-"+name)
 }
 
 // lockContainer takes the container's lock without waiting.
