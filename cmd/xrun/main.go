@@ -16,7 +16,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/xrun-dev/xrun/pkg/engine"
 	"github.com/xrun-dev/xrun/pkg/sandbox"
 )
 
@@ -54,7 +53,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	// docker and podman.
 	var ee *sandbox.ExitError
 	if err == nil || errors.As(err, &ee) {
-		return engine.ExitCode(err)
+		return sandbox.ExitStatus(err)
 	}
 	var se signalError
 	if errors.As(context.Cause(ctx), &se) {
@@ -68,12 +67,13 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 func reportError(stderr io.Writer, err error) int {
 	var reported silentError
 	if !errors.As(err, &reported) {
+		err = cliWording(err)
 		if h := hint(err); h != "" {
 			err = fmt.Errorf("%w: %s", err, h)
 		}
 		fmt.Fprintf(stderr, "xrun: %v\n", err)
 	}
-	return engine.ExitCode(err)
+	return sandbox.ExitStatus(err)
 }
 
 type signalError struct{ sig syscall.Signal }

@@ -281,7 +281,7 @@ func runAll(c *cli.Context, ts []target) error {
 	for i, t := range ts {
 		fmt.Fprintf(c.App.ErrWriter, "xrun: target %s (%s %s)\n", t.name, t.opts.Platform, t.opts.Image)
 		err := engine.Run(c.Context, t.opts)
-		switch code := engine.ExitCode(err); {
+		switch code := sandbox.ExitStatus(err); {
 		case err == nil:
 			results[i] = "ok"
 		case code == 125:

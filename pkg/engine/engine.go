@@ -5,7 +5,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -308,22 +307,6 @@ func unbindable(dir string) string {
 		}
 	}
 	return ""
-}
-
-// ExitCode maps an error from Run to xrun's exit status: the command's own
-// code, 126/127 when it could not be started, 125 for xrun's own failures.
-func ExitCode(err error) int {
-	var ee *sandbox.ExitError
-	var ce *sandbox.CommandError
-	switch {
-	case err == nil:
-		return 0
-	case errors.As(err, &ee):
-		return ee.Code
-	case errors.As(err, &ce):
-		return ce.Code
-	}
-	return 125
 }
 
 // shell picks the interactive shell of an image: its SHELL, else the first

@@ -10,13 +10,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
@@ -161,12 +159,6 @@ func DefaultRunRoot() string {
 	}
 	return filepath.Join(os.TempDir(), fmt.Sprintf("xrun-%d", os.Getuid()))
 }
-
-// ExitError carries the exit status of the command: its own code, or 128+N
-// when it was killed by signal N.
-type ExitError struct{ Code int }
-
-func (e *ExitError) Error() string { return fmt.Sprintf("command exited with status %d", e.Code) }
 
 // initParams is what the parent hands to the re-executed `xrun init` (which
 // gets no environment and no arguments from libcontainer): it reads them from
@@ -331,7 +323,7 @@ func Run(ctx context.Context, opts Options) error {
 		if stdio != nil {
 			stdio.abort()
 		}
-		return startError(err, opts.Args[0])
+		return startError(err, proc.Args[0], opts.Args[0])
 	}
 	if stdio != nil {
 		stdio.started()
@@ -375,36 +367,6 @@ func Run(ctx context.Context, opts Options) error {
 		return &ExitError{Code: code}
 	}
 	return nil
-}
-
-// startError turns a libcontainer start failure into the codes a shell uses:
-// 127 when the command does not exist, 126 when it cannot be executed.
-func startError(err error, cmd string) error {
-	msg := err.Error()
-	switch {
-	case errors.Is(err, exec.ErrNotFound) || strings.Contains(msg, "executable file not found") || strings.Contains(msg, "no such file or directory"):
-		return &CommandError{Code: 127, Err: fmt.Errorf("%s: command not found in the image: check the name and the image's PATH", cmd)}
-	case strings.Contains(msg, "permission denied") || strings.Contains(msg, "exec format error"):
-		return &CommandError{Code: 126, Err: fmt.Errorf("%s: cannot execute: %w", cmd, err)}
-	}
-	return fmt.Errorf("start container: %w", err)
-}
-
-// CommandError is a failure to start the command itself (not xrun's set-up):
-// Code is 127 (not found) or 126 (not executable), as in a shell.
-type CommandError struct {
-	Code int
-	Err  error
-}
-
-func (e *CommandError) Error() string { return e.Err.Error() }
-func (e *CommandError) Unwrap() error { return e.Err }
-
-func exitCode(st *os.ProcessState) int {
-	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return 128 + int(ws.Signal())
-	}
-	return st.ExitCode()
 }
 
 func newID() (string, error) {
