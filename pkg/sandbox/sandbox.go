@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xrun-dev/xrun/pkg/binfmt"
+	"github.com/xrun-dev/xrun/pkg/fsutil"
 	"github.com/xrun-dev/xrun/pkg/userns"
 )
 
@@ -212,24 +213,75 @@ func Run(ctx context.Context, opts Options) error {
 	if err := checkUser(opts.User, uids, gids); err != nil {
 		return err
 	}
-	runRoot, err := resolveRunRoot(opts.RunRoot, opts.FallbackRunRoot, log)
-	if err != nil {
-		return err
-	}
-	collectStale(runRoot, log)
-	id, runDir, lock, err := createRunDir(runRoot)
+	id, runDir, lock, err := newRunDir(opts, log)
 	if err != nil {
 		return err
 	}
 	// Unlock only once the directory is gone (see collectStale).
 	defer lock.Unlock()
 	defer os.RemoveAll(runDir)
-	for _, d := range []string{rootfsDir, scratchDir} {
-		if err := os.Mkdir(filepath.Join(runDir, d), 0o700); err != nil {
-			return fmt.Errorf("create run directory: %w", err)
-		}
+	if err := writeInitParams(runDir, opts, fullIDs, log); err != nil {
+		return err
 	}
 
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find the xrun binary: %w", err)
+	}
+	useReaper := reaperUsable(exe)
+	cfg, err := config(runDir, exe, useReaper, uids, gids, opts)
+	if err != nil {
+		return err
+	}
+	c, err := libcontainer.Create(filepath.Join(runDir, stateDir), id, cfg)
+	if err != nil {
+		return fmt.Errorf("create container: %w", err)
+	}
+	defer func() {
+		if err := c.Destroy(); err != nil {
+			log.Debug("destroy container", "err", err)
+		}
+	}()
+
+	proc := newProcess(opts, exe, useReaper, log)
+	cio, err := connectIO(proc, opts, log)
+	if err != nil {
+		return err
+	}
+	defer cio.close()
+	// Notify before starting so no signal between start and the forwarding
+	// loop falls through to the default action (killing xrun only).
+	sigc := make(chan os.Signal, 16)
+	signal.Notify(sigc, forwarded...)
+	defer signal.Stop(sigc)
+	return runProcess(c, proc, cio, sigc, opts, log)
+}
+
+// newRunDir finds the run root, collects what killed runs left there, and
+// creates this run's directory, locked, with its mount points.
+func newRunDir(opts Options, log *slog.Logger) (id, runDir string, lock *fsutil.Lock, err error) {
+	runRoot, err := resolveRunRoot(opts.RunRoot, opts.FallbackRunRoot, log)
+	if err != nil {
+		return "", "", nil, err
+	}
+	collectStale(runRoot, log)
+	id, runDir, lock, err = createRunDir(runRoot)
+	if err != nil {
+		return "", "", nil, err
+	}
+	for _, d := range []string{rootfsDir, scratchDir} {
+		if err := os.Mkdir(filepath.Join(runDir, d), 0o700); err != nil {
+			os.RemoveAll(runDir)
+			lock.Unlock()
+			return "", "", nil, fmt.Errorf("create run directory: %w", err)
+		}
+	}
+	return id, runDir, lock, nil
+}
+
+// writeInitParams writes what the re-executed init needs (see Init) into
+// the run directory.
+func writeInitParams(runDir string, opts Options, fullIDs bool, log *slog.Logger) error {
 	params := initParams{Lower: opts.Lower, Upper: opts.Upper, Work: opts.Work}
 	if !fullIDs && (hasAptConfig(opts.Lower) || opts.Upper != "" && hasAptConfig(opts.Upper)) {
 		// apt drops privileges to _apt for downloads, which fails when only
@@ -249,33 +301,18 @@ func Run(ctx context.Context, opts Options) error {
 	if err := os.WriteFile(filepath.Join(runDir, initParamsFile), pb, 0o600); err != nil {
 		return fmt.Errorf("write run parameters: %w", err)
 	}
+	return nil
+}
 
-	exe, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("find the xrun binary: %w", err)
-	}
+// newProcess is the container's process: the command under the native
+// reaper when the binary can serve as one, else the command itself.
+func newProcess(opts Options, exe string, useReaper bool, log *slog.Logger) *libcontainer.Process {
 	args := opts.Args
-	useReaper := reaperUsable(exe)
 	if useReaper {
 		args = reaperArgs(opts.User, opts.Args)
 	} else {
 		log.Debug("xrun binary is not static: the command runs as PID 1 without a native init", "binary", exe)
 	}
-
-	cfg, err := config(runDir, exe, useReaper, uids, gids, opts)
-	if err != nil {
-		return err
-	}
-	c, err := libcontainer.Create(filepath.Join(runDir, stateDir), id, cfg)
-	if err != nil {
-		return fmt.Errorf("create container: %w", err)
-	}
-	defer func() {
-		if err := c.Destroy(); err != nil {
-			log.Debug("destroy container", "err", err)
-		}
-	}()
-
 	proc := &libcontainer.Process{
 		Args:   args,
 		Env:    opts.Env,
@@ -294,43 +331,60 @@ func Run(ctx context.Context, opts Options) error {
 			proc.AdditionalGroups = append(proc.AdditionalGroups, int(g))
 		}
 	}
-	var tty *ttySession
-	var stdio *stdioRelay
+	return proc
+}
+
+// containerIO is how the process's standard streams are connected: relayed
+// pipes (stdio), or a terminal (tty, with -t).
+type containerIO struct {
+	stdio *stdioRelay
+	tty   *ttySession
+}
+
+// connectIO connects proc's standard streams as opts asks.
+func connectIO(proc *libcontainer.Process, opts Options, log *slog.Logger) (*containerIO, error) {
 	if !opts.TTY {
 		// No terminal fd ever enters the container (see stdio.go).
-		if stdio, err = setupStdio(proc, opts, log); err != nil {
-			return fmt.Errorf("set up standard input and output: %w", err)
+		stdio, err := setupStdio(proc, opts, log)
+		if err != nil {
+			return nil, fmt.Errorf("set up standard input and output: %w", err)
 		}
-	} else {
-		f, ok := opts.Stdin.(*os.File)
-		if !ok || !IsTerminal(f) {
-			return errors.New("-t needs standard input to be a terminal")
-		}
-		if tty, err = newTTY(proc, f); err != nil {
-			return err
-		}
-		defer tty.close()
-		proc.Stdin, proc.Stdout, proc.Stderr = nil, nil, nil
+		return &containerIO{stdio: stdio}, nil
 	}
-	// Notify before starting so no signal between start and the forwarding
-	// loop falls through to the default action (killing xrun only).
-	sigc := make(chan os.Signal, 16)
-	signal.Notify(sigc, forwarded...)
-	defer signal.Stop(sigc)
+	f, ok := opts.Stdin.(*os.File)
+	if !ok || !IsTerminal(f) {
+		return nil, errors.New("-t needs standard input to be a terminal")
+	}
+	tty, err := newTTY(proc, f)
+	if err != nil {
+		return nil, err
+	}
+	proc.Stdin, proc.Stdout, proc.Stderr = nil, nil, nil
+	return &containerIO{tty: tty}, nil
+}
 
+func (cio *containerIO) close() {
+	if cio.tty != nil {
+		cio.tty.close()
+	}
+}
+
+// runProcess starts proc in c, forwards the signals of sigc to it while it
+// runs, and returns its exit status as an error (nil for 0).
+func runProcess(c *libcontainer.Container, proc *libcontainer.Process, cio *containerIO, sigc chan os.Signal, opts Options, log *slog.Logger) error {
 	t0 := time.Now()
 	if err := c.Run(proc); err != nil {
-		if stdio != nil {
-			stdio.abort()
+		if cio.stdio != nil {
+			cio.stdio.abort()
 		}
 		return startError(err, proc.Args[0], opts.Args[0])
 	}
-	if stdio != nil {
-		stdio.started()
+	if cio.stdio != nil {
+		cio.stdio.started()
 	}
 	log.Info("set up", "took", time.Since(t0).Round(time.Millisecond))
 	t0 = time.Now()
-	if tty != nil {
+	if tty := cio.tty; tty != nil {
 		if err := tty.attach(opts.Stdin, opts.Stdout); err != nil {
 			_ = proc.Signal(unix.SIGKILL)
 			_, _ = proc.Wait()
@@ -340,23 +394,10 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	done := make(chan struct{})
 	defer close(done)
-	go func() {
-		for {
-			select {
-			case s := <-sigc:
-				if s == unix.SIGWINCH && tty != nil {
-					tty.resize()
-					continue
-				}
-				_ = proc.Signal(s)
-			case <-done:
-				return
-			}
-		}
-	}()
+	go forwardSignals(sigc, done, proc, cio.tty)
 	st, err := proc.Wait()
-	if stdio != nil {
-		stdio.finish()
+	if cio.stdio != nil {
+		cio.stdio.finish()
 	}
 	if st == nil {
 		return fmt.Errorf("wait for the command: %w", err)
@@ -367,6 +408,23 @@ func Run(ctx context.Context, opts Options) error {
 		return &ExitError{Code: code}
 	}
 	return nil
+}
+
+// forwardSignals sends what arrives on sigc to proc until done; a
+// terminal's SIGWINCH resizes the container's terminal instead.
+func forwardSignals(sigc chan os.Signal, done chan struct{}, proc *libcontainer.Process, tty *ttySession) {
+	for {
+		select {
+		case s := <-sigc:
+			if s == unix.SIGWINCH && tty != nil {
+				tty.resize()
+				continue
+			}
+			_ = proc.Signal(s)
+		case <-done:
+			return
+		}
+	}
 }
 
 func newID() (string, error) {
