@@ -45,7 +45,7 @@ func (u *unpacker) applyLayer(ctx context.Context, l Layer) error {
 	defer rc.Close()
 
 	br := bufio.NewReaderSize(rc, 64<<10)
-	r, comp, closeDecomp, err := decompress(br, l.MediaType)
+	r, comp, closeDecomp, err := Decompress(br, l.MediaType)
 	if err != nil {
 		return err
 	}
@@ -122,10 +122,11 @@ func diffIDHash(diffID string) (hash.Hash, string, error) {
 	return nil, "", fmt.Errorf("unsupported diffid %q", diffID)
 }
 
-// decompress returns the tar stream of the blob br, decompressed as its
-// magic bytes say (gzip, zstd, else plain), the compression's name, and
-// the function that frees the decompressor.
-func decompress(br *bufio.Reader, mediaType string) (io.Reader, string, func(), error) {
+// Decompress returns the tar stream of the layer blob br, decompressed as
+// its magic bytes say (gzip, zstd, else plain; bzip2 and xz are refused),
+// the compression's name, and the function that frees the decompressor.
+// mediaType is only for the error message.
+func Decompress(br *bufio.Reader, mediaType string) (io.Reader, string, func(), error) {
 	magic, _ := br.Peek(6) // short or empty blobs are plain (empty) tars
 	switch {
 	case bytes.HasPrefix(magic, magicGzip):
