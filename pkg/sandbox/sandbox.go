@@ -460,20 +460,56 @@ func config(runDir, exe string, useReaper bool, uids, gids []specs.LinuxIDMappin
 	spec.Process.Capabilities = &specs.LinuxCapabilities{
 		Bounding: capabilities, Permitted: capabilities, Effective: capabilities,
 	}
+	spec.Linux.Namespaces = namespaces(spec.Linux.Namespaces, opts.Network)
+	restrictSys(spec)
+	addMounts(spec, exe, useReaper, opts)
+
+	// Last, so that they cover what the binds above exposed.
+	masks, err := protectMounts(opts.Binds, []protected{{opts.CacheDir, "xrun's cache"}, {opts.RunRoot, "xrun's run directory"}})
+	if err != nil {
+		return nil, err
+	}
+	spec.Mounts = append(spec.Mounts, masks...)
+
+	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
+		CgroupName:      filepath.Base(runDir),
+		Spec:            spec,
+		RootlessEUID:    os.Geteuid() != 0,
+		RootlessCgroups: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("container config: %w", err)
+	}
+	// Rootless: no cgroup is created or joined; device access is limited by
+	// the user namespace (only bound device nodes exist), not by cgroups.
+	cfg.Cgroups.Rootless = true
+	cfg.Cgroups.Resources.Devices = nil
+	cfg.ParentDeathSignal = int(unix.SIGKILL)
+	return cfg, nil
+}
+
+// namespaces are the container's namespaces: the spec's, without the
+// cgroup namespace and with the host network unless network is none.
+func namespaces(specNS []specs.LinuxNamespace, network string) []specs.LinuxNamespace {
 	var ns []specs.LinuxNamespace
-	for _, n := range spec.Linux.Namespaces {
+	for _, n := range specNS {
 		// Host network by default; no cgroup namespace (rootless cgroups are
 		// not managed at all).
 		if n.Type != specs.CgroupNamespace && n.Type != specs.NetworkNamespace {
 			ns = append(ns, n)
 		}
 	}
-	if opts.Network == NetworkNone {
+	if network == NetworkNone {
 		// A new network namespace: libcontainer brings up its loopback
 		// interface, and nothing else exists.
 		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace})
 	}
-	spec.Linux.Namespaces = ns
+	return ns
+}
+
+// restrictSys masks and drops what of /proc and /sys a container does not
+// need, and makes /sys read-only recursively.
+func restrictSys(spec *specs.Spec) {
 	// Keep the network-related /proc entries readable: with the host
 	// network they describe the real interfaces.
 	spec.Linux.MaskedPaths = []string{"/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"}
@@ -490,7 +526,12 @@ func config(runDir, exe string, useReaper bool, uids, gids []specs.LinuxIDMappin
 			spec.Mounts[i].Options = append(slices.Clone(m.Options), "rro")
 		}
 	}
+}
 
+// addMounts adds the run's binds and tmpfs mounts to spec: the host's
+// resolv.conf and hosts, opts' binds and tmpfs, the reaper, and a host
+// handler's interpreter.
+func addMounts(spec *specs.Spec, exe string, useReaper bool, opts Options) {
 	add := func(src, dst string, ro bool) {
 		o := []string{"rbind", "nosuid", "nodev"}
 		if ro {
@@ -521,29 +562,6 @@ func config(runDir, exe string, useReaper bool, uids, gids []specs.LinuxIDMappin
 		// by path, inside the container: put it there.
 		add(p.Emulator, p.Emulator, true)
 	}
-
-	// Last, so that they cover what the binds above exposed.
-	masks, err := protectMounts(opts.Binds, []protected{{opts.CacheDir, "xrun's cache"}, {opts.RunRoot, "xrun's run directory"}})
-	if err != nil {
-		return nil, err
-	}
-	spec.Mounts = append(spec.Mounts, masks...)
-
-	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
-		CgroupName:      filepath.Base(runDir),
-		Spec:            spec,
-		RootlessEUID:    os.Geteuid() != 0,
-		RootlessCgroups: true,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("container config: %w", err)
-	}
-	// Rootless: no cgroup is created or joined; device access is limited by
-	// the user namespace (only bound device nodes exist), not by cgroups.
-	cfg.Cgroups.Rootless = true
-	cfg.Cgroups.Resources.Devices = nil
-	cfg.ParentDeathSignal = int(unix.SIGKILL)
-	return cfg, nil
 }
 
 // quietLibcontainer routes libcontainer's logrus output to nothing unless
