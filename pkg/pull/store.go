@@ -135,21 +135,7 @@ func (s *Store) putBlobWatch(ctx context.Context, h v1.Hash, open func() (io.Rea
 		return false, nil
 	}
 	s.cleanOnce.Do(s.cleanTemp)
-	if err := os.MkdirAll(filepath.Dir(s.BlobPath(h)), 0o700); err != nil {
-		return false, err
-	}
-	if err := os.MkdirAll(s.tmpDir(), 0o700); err != nil {
-		return false, err
-	}
-	// We hold the blob's lock: any temp file of this blob is left over
-	// from a killed download.
-	prefix := "blob-" + h.Hex + "-"
-	if old, _ := filepath.Glob(filepath.Join(s.tmpDir(), prefix+"*")); len(old) > 0 {
-		for _, f := range old {
-			os.Remove(f)
-		}
-	}
-	tmp, err := os.CreateTemp(s.tmpDir(), prefix+"*")
+	tmp, err := s.createBlobTemp(h)
 	if err != nil {
 		return false, err
 	}
@@ -166,14 +152,49 @@ func (s *Store) putBlobWatch(ctx context.Context, h v1.Hash, open func() (io.Rea
 		w.progress = noProgress{}
 	}
 	hasher := sha256.New()
+	if err := download(ctx, h, tmp, hasher, open, w); err != nil {
+		return false, err
+	}
+	if got := hashOf(hasher); got != h {
+		return false, fmt.Errorf("%w: got %s, want %s", errDigestMismatch, got, h)
+	}
+	if err := s.commitBlob(tmp, h); err != nil {
+		return false, err
+	}
+	tmp = nil
+	return true, nil
+}
+
+// createBlobTemp creates the temp file blob h is downloaded into, in
+// blobs/tmp, having removed what a killed download of h left there (the
+// caller holds h's lock).
+func (s *Store) createBlobTemp(h v1.Hash) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(s.BlobPath(h)), 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(s.tmpDir(), 0o700); err != nil {
+		return nil, err
+	}
+	prefix := "blob-" + h.Hex + "-"
+	if old, _ := filepath.Glob(filepath.Join(s.tmpDir(), prefix+"*")); len(old) > 0 {
+		for _, f := range old {
+			os.Remove(f)
+		}
+	}
+	return os.CreateTemp(s.tmpDir(), prefix+"*")
+}
+
+// download copies blob h from open into tmp and hasher, resuming a body
+// cut short by a transient error up to w.attempts times.
+func download(ctx context.Context, h v1.Hash, tmp *os.File, hasher hash.Hash, open func() (io.ReadCloser, error), w blobWatch) error {
 	var written int64
 	for attempt := 1; ; attempt++ {
 		err := copyBlob(ctx, tmp, hasher, &written, open, w)
 		if err == nil {
-			break
+			return nil
 		}
 		if attempt >= max(w.attempts, 1) || !bodyTransient(err) || ctx.Err() != nil {
-			return false, err
+			return err
 		}
 		if w.log != nil {
 			w.log("download interrupted; resuming", "blob", h, "at", written, "attempt", attempt+1, "err", err)
@@ -181,27 +202,28 @@ func (s *Store) putBlobWatch(ctx context.Context, h v1.Hash, open func() (io.Rea
 		select {
 		case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
 		case <-ctx.Done():
-			return false, ctx.Err()
+			return ctx.Err()
 		}
 	}
-	if got := hashOf(hasher); got != h {
-		return false, fmt.Errorf("%w: got %s, want %s", errDigestMismatch, got, h)
-	}
+}
+
+// commitBlob makes the verified download tmp the blob h: read-only,
+// synced, renamed into place, its directory synced. It closes tmp.
+func (s *Store) commitBlob(tmp *os.File, h v1.Hash) error {
 	if err := tmp.Chmod(0o444); err != nil {
-		return false, err
+		return err
 	}
 	if err := tmp.Sync(); err != nil {
-		return false, err
+		return err
 	}
 	if err := tmp.Close(); err != nil {
-		return false, err
+		return err
 	}
 	if err := os.Rename(tmp.Name(), s.BlobPath(h)); err != nil {
-		return false, err
+		return err
 	}
-	tmp = nil
 	fsutil.SyncDir(filepath.Dir(s.BlobPath(h)))
-	return true, nil
+	return nil
 }
 
 // copyBlob appends the blob's bytes to tmp, which already holds *written
