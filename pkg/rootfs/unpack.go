@@ -217,12 +217,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 	case tar.TypeSymlink:
 		err = u.createSymlink(pfd, base, hdr)
 	case tar.TypeLink:
-		// Flags 0: a link to a symlink links the symlink itself.
-		if err = unix.Linkat(target.dfd, target.base, pfd, base, 0); err != nil {
-			err = fmt.Errorf("hardlink to %q: %w", hdr.Linkname, err)
-		} else {
-			u.stats.Hardlinks++
-		}
+		err = u.createLink(target, pfd, base, hdr)
 	case tar.TypeFifo:
 		err = u.createFifo(pfd, base, hdr)
 	}
@@ -365,6 +360,16 @@ func (u *unpacker) createSymlink(pfd int, base string, hdr *tar.Header) error {
 		return err
 	}
 	u.stats.Symlinks++
+	return nil
+}
+
+// createLink creates base in pfd as a hard link to target. Flags 0: a
+// link to a symlink links the symlink itself.
+func (u *unpacker) createLink(target linkTarget, pfd int, base string, hdr *tar.Header) error {
+	if err := unix.Linkat(target.dfd, target.base, pfd, base, 0); err != nil {
+		return fmt.Errorf("hardlink to %q: %w", hdr.Linkname, err)
+	}
+	u.stats.Hardlinks++
 	return nil
 }
 
