@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/xrun-dev/xrun/internal/testutil"
 )
 
 var glibcImage struct {
@@ -23,7 +25,7 @@ func needGlibcImage(t *testing.T) string {
 	needImages(t)
 	glibcImage.once.Do(func() { glibcImage.ref, glibcImage.err = h.images.PushGlibc(h.reg.addr) })
 	if glibcImage.err != nil {
-		skipOrFail(t, "glibc test image: %v", glibcImage.err)
+		testutil.SkipOrFail(t, "glibc test image: %v", glibcImage.err)
 	}
 	return glibcImage.ref
 }
@@ -56,7 +58,7 @@ func readmeBlock(t *testing.T, first string) string {
 func TestBuildSystems(t *testing.T) {
 	for _, tool := range []string{"cmake", "ctest", "meson", "ninja", "aarch64-linux-gnu-gcc", "riscv64-linux-gnu-gcc"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			skipOrFail(t, "%s not installed (hack/setup.sh installs it)", tool)
+			testutil.SkipOrFail(t, "%s not installed (hack/setup.sh installs it)", tool)
 		}
 	}
 	image := needGlibcImage(t)
@@ -144,11 +146,11 @@ func TestCargoRunner(t *testing.T) {
 	p := platformByName("linux/arm64")
 	for _, tool := range []string{"cargo", "rustc", "aarch64-linux-gnu-gcc"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			skipOrFail(t, "%s not installed (hack/setup.sh installs Debian's rustc, cargo and libstd-rust-dev:arm64)", tool)
+			testutil.SkipOrFail(t, "%s not installed (hack/setup.sh installs Debian's rustc, cargo and libstd-rust-dev:arm64)", tool)
 		}
 	}
 	if _, err := os.Stat("/usr/lib/rustlib/aarch64-unknown-linux-gnu"); err != nil {
-		skipOrFail(t, "no Rust standard library for arm64 (apt-get install libstd-rust-dev:arm64): %v", err)
+		testutil.SkipOrFail(t, "no Rust standard library for arm64 (apt-get install libstd-rust-dev:arm64): %v", err)
 	}
 	image := needGlibcImage(t)
 	u := needRun(t, subUserName, p)

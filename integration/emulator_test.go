@@ -18,6 +18,7 @@ import (
 	"testing"
 
 	"github.com/xrun-dev/xrun/integration/testimage"
+	"github.com/xrun-dev/xrun/internal/testutil"
 	"github.com/xrun-dev/xrun/pkg/binfmt"
 )
 
@@ -36,7 +37,7 @@ func needQemuImage(t *testing.T) string {
 	needRegistry(t)
 	qemuImageOnce.Do(func() { qemuImageRef, qemuImageErr = testimage.PushQemu(h.reg.addr) })
 	if qemuImageErr != nil {
-		skipOrFail(t, "emulator test image: %v", qemuImageErr)
+		testutil.SkipOrFail(t, "emulator test image: %v", qemuImageErr)
 	}
 	return qemuImageRef
 }
@@ -70,11 +71,11 @@ func noSystemQemu(t *testing.T) []string {
 func registerHostHandler(t *testing.T, goarch, interp, flags string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		skipOrFail(t, "registering a host binfmt handler needs root")
+		testutil.SkipOrFail(t, "registering a host binfmt handler needs root")
 	}
 	if _, err := os.Stat(filepath.Join(hostBinfmtDir, "register")); err != nil {
 		if err := syscall.Mount("binfmt_misc", hostBinfmtDir, "binfmt_misc", 0, ""); err != nil {
-			skipOrFail(t, "mount binfmt_misc on %s: %v", hostBinfmtDir, err)
+			testutil.SkipOrFail(t, "mount binfmt_misc on %s: %v", hostBinfmtDir, err)
 		}
 		t.Cleanup(func() {
 			if err := syscall.Unmount(hostBinfmtDir, 0); err != nil {
@@ -93,7 +94,7 @@ func registerHostHandler(t *testing.T, goarch, interp, flags string) {
 	name := fmt.Sprintf("xrun-it-%d-%s", os.Getpid(), a.Name)
 	line := strings.Replace(binfmt.RegisterLine(a, interp, flags), ":"+binfmt.HandlerName(a)+":", ":"+name+":", 1)
 	if err := os.WriteFile(filepath.Join(hostBinfmtDir, "register"), []byte(line), 0); err != nil {
-		skipOrFail(t, "register a host handler: %v", err)
+		testutil.SkipOrFail(t, "register a host handler: %v", err)
 	}
 	entry := filepath.Join(hostBinfmtDir, name)
 	t.Cleanup(func() {

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/xrun-dev/xrun/internal/testutil"
 )
 
 // TestExampleProject runs the README's Makefile example (examples/clib) for
@@ -22,7 +24,7 @@ func TestExampleProject(t *testing.T) {
 	needBinfmtNS(t)
 	for _, cc := range []string{"aarch64-linux-gnu-gcc", "riscv64-linux-gnu-gcc", "make"} {
 		if _, err := exec.LookPath(cc); err != nil {
-			skipOrFail(t, "%s not installed (hack/setup.sh installs it)", cc)
+			testutil.SkipOrFail(t, "%s not installed (hack/setup.sh installs it)", cc)
 		}
 	}
 	u := needUser(t, subUserName)

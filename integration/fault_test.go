@@ -39,6 +39,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/xrun-dev/xrun/internal/testutil"
 )
 
 // faultPlatform is the platform the fault tests run: foreign on the usual
@@ -561,7 +563,7 @@ func TestFaultRegistry(t *testing.T) {
 func TestFaultDiskFull(t *testing.T) {
 	u := needFault(t)
 	if os.Geteuid() != 0 {
-		skipOrFail(t, "mounting a tmpfs for the cache needs root")
+		testutil.SkipOrFail(t, "mounting a tmpfs for the cache needs root")
 	}
 	// 1 MiB of busybox (1.9 MiB unpacked) and 3 MiB of random data:
 	// about 4 MiB of blobs and 4.9 MiB unpacked.
@@ -575,7 +577,7 @@ func TestFaultDiskFull(t *testing.T) {
 	mount := func(args ...string) {
 		t.Helper()
 		if out, err := exec.Command("mount", args...).CombinedOutput(); err != nil {
-			skipOrFail(t, "mount %v: %v: %s", args, err, out)
+			testutil.SkipOrFail(t, "mount %v: %v: %s", args, err, out)
 		}
 	}
 	mount("-t", "tmpfs", "-o", fmt.Sprintf("size=3m,mode=0755,uid=%d,gid=%d", u.uid, u.gid), "xrun-fault", cache)
@@ -656,7 +658,7 @@ func TestFaultPruneWhileRunning(t *testing.T) {
 	cache := faultCache(t, u, "prune")
 	o := opts{user: u, env: []string{"XRUN_CACHE=" + cache}}
 	if _, stderr, code := run(t, o, "prune", "--help"); code != 0 {
-		skipOrFail(t, "this xrun has no prune command: %s", stderr)
+		testutil.SkipOrFail(t, "this xrun has no prune command: %s", stderr)
 	}
 	_, _, rmiCode := run(t, o, "rmi", "--help")
 	img := archImage(t, h.images.Busybox, "arm64")

@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/xrun-dev/xrun/integration/testimage"
+	"github.com/xrun-dev/xrun/internal/testutil"
 )
 
 // Names of the users hack/setup.sh creates.
@@ -81,10 +82,7 @@ type harness struct {
 	imagesErr error
 }
 
-var (
-	h        harness
-	mustWork = os.Getenv("XRUN_TEST_MUST_WORK") == "1"
-)
+var h harness
 
 func TestMain(m *testing.M) {
 	os.Exit(testMain(m))
@@ -133,7 +131,7 @@ func testMain(m *testing.M) int {
 	if h.imagesErr == nil && h.regErr == nil {
 		h.imagesErr = h.images.Push(h.reg.addr)
 	}
-	if mustWork {
+	if testutil.MustWork() {
 		// Say early why the run is going to fail, once.
 		for what, err := range map[string]error{
 			"xrun": h.xrunErr, "users": h.usersErr, "registry": h.regErr, "images": h.imagesErr,
@@ -146,27 +144,19 @@ func testMain(m *testing.M) int {
 	return m.Run()
 }
 
-// skipOrFail skips the test with the reason, or fails it when
-// XRUN_TEST_MUST_WORK=1 (CI must not pass by skipping).
-func skipOrFail(t testing.TB, format string, args ...any) {
-	t.Helper()
-	if mustWork {
-		t.Fatalf("XRUN_TEST_MUST_WORK=1 and a prerequisite is missing: "+format, args...)
-	}
-	t.Skipf(format, args...)
-}
-
+// needXrun and the other need* helpers skip the test with the reason, or
+// fail it when XRUN_TEST_MUST_WORK=1 (CI must not pass by skipping).
 func needXrun(t testing.TB) {
 	t.Helper()
 	if h.xrunErr != nil {
-		skipOrFail(t, "%v", h.xrunErr)
+		testutil.SkipOrFail(t, "%v", h.xrunErr)
 	}
 }
 
 func needRegistry(t testing.TB) {
 	t.Helper()
 	if h.regErr != nil {
-		skipOrFail(t, "registry: %v", h.regErr)
+		testutil.SkipOrFail(t, "registry: %v", h.regErr)
 	}
 }
 
@@ -174,7 +164,7 @@ func needImages(t testing.TB) {
 	t.Helper()
 	needRegistry(t)
 	if h.imagesErr != nil {
-		skipOrFail(t, "test images: %v", h.imagesErr)
+		testutil.SkipOrFail(t, "test images: %v", h.imagesErr)
 	}
 }
 
@@ -183,14 +173,14 @@ func needImages(t testing.TB) {
 func needUser(t testing.TB, name string) *testUser {
 	t.Helper()
 	if h.usersErr != nil {
-		skipOrFail(t, "users: %v", h.usersErr)
+		testutil.SkipOrFail(t, "users: %v", h.usersErr)
 	}
 	u := h.users[name]
 	if u == nil {
-		skipOrFail(t, "no test user %s", name)
+		testutil.SkipOrFail(t, "no test user %s", name)
 	}
 	if u.err != nil {
-		skipOrFail(t, "user %s: %v", name, u.err)
+		testutil.SkipOrFail(t, "user %s: %v", name, u.err)
 	}
 	return u
 }
@@ -203,7 +193,7 @@ func needQemu(t testing.TB, p testPlatform) {
 	}
 	path := "/usr/bin/" + p.Qemu
 	if _, err := os.Stat(path); err != nil {
-		skipOrFail(t, "%s needs %s (Debian qemu-user-static; run hack/setup.sh): %v", p.Name, path, err)
+		testutil.SkipOrFail(t, "%s needs %s (Debian qemu-user-static; run hack/setup.sh): %v", p.Name, path, err)
 	}
 }
 
@@ -227,7 +217,7 @@ func needBinfmtNS(t testing.TB) {
 		t.Fatalf("kernel release %q: %v", rel.String(), err)
 	}
 	if major < 6 || major == 6 && minor < 7 {
-		skipOrFail(t, "kernel %s has no per-user-namespace binfmt_misc (needs 6.7+)", rel.String())
+		testutil.SkipOrFail(t, "kernel %s has no per-user-namespace binfmt_misc (needs 6.7+)", rel.String())
 	}
 }
 

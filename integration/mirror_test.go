@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/xrun-dev/xrun/internal/testutil"
 )
 
 // startProxyRegistry starts Debian's docker-registry on 127.0.0.1 in proxy
@@ -32,7 +34,7 @@ func startProxyRegistry(t *testing.T, upstream string) *registry {
 		bin = "/usr/bin/docker-registry"
 	}
 	if _, err := os.Stat(bin); err != nil {
-		skipOrFail(t, "registry server %s (Debian docker-registry; run hack/setup.sh): %v", bin, err)
+		testutil.SkipOrFail(t, "registry server %s (Debian docker-registry; run hack/setup.sh): %v", bin, err)
 	}
 	dir := t.TempDir()
 	port, err := freePort()

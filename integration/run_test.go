@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/xrun-dev/xrun/internal/testutil"
 )
 
 // testUsers are the roles every platform test runs as: a user with a
@@ -421,7 +423,7 @@ func TestNoHostBinfmt(t *testing.T) {
 			t.Logf("%s is not mounted and the test is not root: comparing an empty directory", dir)
 		} else {
 			if err := syscall.Mount("binfmt_misc", dir, "binfmt_misc", 0, ""); err != nil {
-				skipOrFail(t, "mount binfmt_misc on %s: %v", dir, err)
+				testutil.SkipOrFail(t, "mount binfmt_misc on %s: %v", dir, err)
 			}
 			t.Cleanup(func() {
 				if err := syscall.Unmount(dir, 0); err != nil {

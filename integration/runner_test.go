@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/xrun-dev/xrun/internal/testutil"
 )
 
 // writeOwned writes files (path relative to dir -> content) owned by u,
@@ -78,7 +80,7 @@ exit 5
 func TestGoTestExec(t *testing.T) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		skipOrFail(t, "no go command: %v", err)
+		testutil.SkipOrFail(t, "no go command: %v", err)
 	}
 	for _, arch := range []struct{ platform, goarch, machine string }{
 		{"linux/arm64", "arm64", "aarch64"}, {"linux/riscv64", "riscv64", "riscv64"},

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/xrun-dev/xrun/internal/testutil"
 )
 
 // Issue 13 item 1: with XDG_RUNTIME_DIR unset the run root is the
@@ -92,7 +94,7 @@ func alive(pid int) bool {
 func delegatedCgroup(t *testing.T, u *testUser) (dir, key string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		skipOrFail(t, "creating a cgroup for the victim needs root")
+		testutil.SkipOrFail(t, "creating a cgroup for the victim needs root")
 	}
 	root, key := "/sys/fs/cgroup/devices", "devices"
 	if _, err := os.Stat(filepath.Join(root, "cgroup.procs")); err != nil {
@@ -100,7 +102,7 @@ func delegatedCgroup(t *testing.T, u *testUser) (dir, key string) {
 	}
 	dir, err := os.MkdirTemp(root, "xrun-it-")
 	if err != nil {
-		skipOrFail(t, "cannot create a cgroup: %v", err)
+		testutil.SkipOrFail(t, "cannot create a cgroup: %v", err)
 	}
 	t.Cleanup(func() {
 		for i := 0; i < 50; i++ {

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/containerd/console"
+
+	"github.com/xrun-dev/xrun/internal/testutil"
 )
 
 // The attacks of issue 13 item 4: the user's terminal used to be handed to
@@ -102,7 +104,7 @@ func readFile(t *testing.T, path string) string {
 func hostPlatform(t *testing.T) string {
 	p := "linux/" + runtime.GOARCH
 	if _, ok := platformByNameOK(p); !ok {
-		skipOrFail(t, "no test image for the host's platform %s", p)
+		testutil.SkipOrFail(t, "no test image for the host's platform %s", p)
 	}
 	return p
 }

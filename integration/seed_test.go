@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/xrun-dev/xrun/integration/testimage"
+	"github.com/xrun-dev/xrun/internal/testutil"
 )
 
 // The seed scenario of issue 5: in an emulated arm64 Debian, as an
@@ -51,7 +52,7 @@ func pushDebian(t *testing.T) string {
 	t.Helper()
 	tarPath := testimage.DebianPath()
 	if _, err := os.Stat(tarPath); err != nil {
-		skipOrFail(t, "Debian arm64 root filesystem: run hack/mkdebian.sh (hack/setup.sh does): %v", err)
+		testutil.SkipOrFail(t, "Debian arm64 root filesystem: run hack/mkdebian.sh (hack/setup.sh does): %v", err)
 	}
 	start := time.Now()
 	img, err := testimage.DebianImage(tarPath)
@@ -113,7 +114,7 @@ func TestSeedScenario(t *testing.T) {
 	needQemu(t, p)
 	needBinfmtNS(t)
 	if h.usersErr != nil {
-		skipOrFail(t, "users: %v", h.usersErr)
+		testutil.SkipOrFail(t, "users: %v", h.usersErr)
 	}
 	img := pushDebian(t)
 	// Acquire::Retries: a transient mirror failure is not xrun's.

@@ -15,6 +15,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/xrun-dev/xrun/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -112,7 +113,7 @@ func runBlocked(t *testing.T, o opts, wrap func(*exec.Cmd) *exec.Cmd, what strin
 	t.Helper()
 	needXrun(t)
 	if os.Geteuid() != 0 {
-		skipOrFail(t, "%s is set up by root; running as uid %d", what, os.Geteuid())
+		testutil.SkipOrFail(t, "%s is set up by root; running as uid %d", what, os.Geteuid())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -261,7 +262,7 @@ func TestUserNSBlockedMaskedProc(t *testing.T) {
 	p := platformByName("linux/arm64")
 	u := needRun(t, subUserName, p)
 	if _, err := exec.LookPath("unshare"); err != nil {
-		skipOrFail(t, "unshare (util-linux): %v", err)
+		testutil.SkipOrFail(t, "unshare (util-linux): %v", err)
 	}
 	masked := ""
 	for _, f := range []string{"/proc/kcore", "/proc/keys", "/proc/timer_list"} {
@@ -271,7 +272,7 @@ func TestUserNSBlockedMaskedProc(t *testing.T) {
 		}
 	}
 	if masked == "" {
-		skipOrFail(t, "none of the /proc files container runtimes mask exists here")
+		testutil.SkipOrFail(t, "none of the /proc files container runtimes mask exists here")
 	}
 	env := pulled(t, u, p)
 	what := masked + " masked"

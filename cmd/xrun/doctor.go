@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/urfave/cli/v2"
 
@@ -13,14 +12,7 @@ import (
 	"github.com/xrun-dev/xrun/pkg/sandbox"
 )
 
-func init() {
-	// The doctor re-executes xrun in a new user namespace to probe what
-	// the kernel allows there; that child does nothing else.
-	if doctor.IsProbe(os.Args) {
-		os.Exit(doctor.ProbeMain(os.Args))
-	}
-	register(doctorCommand)
-}
+func init() { register(doctorCommand) }
 
 var doctorCommand = &cli.Command{
 	Name:      "doctor",

@@ -16,7 +16,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/xrun-dev/xrun/pkg/engine"
 	"github.com/xrun-dev/xrun/pkg/sandbox"
 )
 
@@ -54,18 +53,23 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	// docker and podman.
 	var ee *sandbox.ExitError
 	if err == nil || errors.As(err, &ee) {
-		return engine.ExitCode(err)
+		return sandbox.ExitStatus(err)
 	}
 	var se signalError
 	if errors.As(context.Cause(ctx), &se) {
 		return 128 + int(se.sig)
 	}
-	// Everything else is xrun's error, printed once.
+	return reportError(stderr, err)
+}
+
+// reportError prints xrun's own error err once, on one line with its hint,
+// and returns the exit status it calls for.
+func reportError(stderr io.Writer, err error) int {
 	var reported silentError
 	if !errors.As(err, &reported) {
-		fmt.Fprintf(stderr, "xrun: %s\n", message(err))
+		fmt.Fprintf(stderr, "xrun: %s\n", message(cliWording(err)))
 	}
-	return engine.ExitCode(err)
+	return sandbox.ExitStatus(err)
 }
 
 type signalError struct{ sig syscall.Signal }

@@ -3,10 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/xrun-dev/xrun/pkg/pull"
 )
 
 func TestSplitArgs(t *testing.T) {
@@ -98,6 +102,25 @@ func TestManPage(t *testing.T) {
 	for _, want := range []string{".TH xrun", "--platform", "shell"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("xrun man lacks %q", want)
+		}
+	}
+}
+
+// TestNotCachedWording: pull names what is missing; the CLI says which
+// flag led there and what to run, keeping the wrapping and the sentinel.
+func TestNotCachedWording(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{&pull.NotCachedError{Ref: "alpine", Platform: "linux/arm64"},
+			"image alpine for linux/arm64 is not in the cache and --pull=never was given: run `xrun pull --platform linux/arm64 alpine` or use --pull=missing"},
+		{fmt.Errorf("emulator image: %w", &pull.NotCachedError{Ref: "alpine", Platform: "linux/arm64", Layer: "2/3 (sha256:ab)"}),
+			"emulator image: layer 2/3 (sha256:ab) of alpine is not in the cache and --pull=never was given: run `xrun pull --platform linux/arm64 alpine` or use --pull=missing"},
+	} {
+		got := cliWording(tc.err)
+		if got.Error() != tc.want || !errors.Is(got, pull.ErrNotCached) {
+			t.Errorf("cliWording(%q) = %q, want %q matching ErrNotCached", tc.err, got, tc.want)
 		}
 	}
 }

@@ -10,10 +10,7 @@ import (
 	"github.com/xrun-dev/xrun/pkg/sandbox"
 )
 
-func init() {
-	register(rmCommand)
-	register(removeHelperCommand)
-}
+func init() { register(rmCommand) }
 
 var rmCommand = &cli.Command{
 	Name:      "rm",
@@ -48,16 +45,5 @@ Examples:
 			return failed[0]
 		}
 		return fmt.Errorf("%w (and %d more)", failed[0], len(failed)-1)
-	},
-}
-
-// removeHelperCommand is the re-executed xrun that removes a named
-// container's files from inside a user namespace (see sandbox.RemoveContainer).
-var removeHelperCommand = &cli.Command{
-	Name:            sandbox.RemoveHelperCommand,
-	Hidden:          true,
-	SkipFlagParsing: true,
-	Action: func(c *cli.Context) error {
-		return sandbox.RemoveHelper(c.Args().Slice())
 	},
 }

@@ -141,78 +141,25 @@ func runTargets(c *cli.Context) ([]target, error) {
 // engine options; it checks every flag before anything is pulled.
 func runOpts(c *cli.Context, s config.Settings) (engine.Options, error) {
 	image, cmd := splitArgs(positional(c))
-	policy, err := pull.ParsePolicy(c.String("pull"))
+	policy, err := checkRunFlags(c)
 	if err != nil {
 		return engine.Options{}, err
-	}
-	if p := c.String("platform"); p != "" {
-		if _, err := pull.ParsePlatform(p); err != nil {
-			return engine.Options{}, err
-		}
-	}
-	if c.Bool("tty") {
-		if f, ok := c.App.Reader.(*os.File); !ok || !sandbox.IsTerminal(f) {
-			return engine.Options{}, errors.New("-t needs standard input to be a terminal: drop -t when piping or in CI")
-		}
-	}
-	if c.Bool("rm") && c.IsSet("name") {
-		return engine.Options{}, errors.New("--rm and --name are mutually exclusive: --name keeps the container, --rm (the default) does not")
 	}
 	wd, err := os.Getwd()
 	if err != nil {
 		return engine.Options{}, fmt.Errorf("find the current directory: %w", err)
 	}
-	// --env-file first, then -e: a later definition wins.
-	var env []string
-	for _, f := range c.StringSlice("env-file") {
-		e, err := parseEnvFile(f, os.LookupEnv)
-		if err != nil {
-			return engine.Options{}, err
-		}
-		env = append(env, e...)
+	env, err := runEnv(c)
+	if err != nil {
+		return engine.Options{}, err
 	}
-	for _, e := range c.StringSlice("env") {
-		kv, ok, err := parseEnvLine(e, os.LookupEnv)
-		if err != nil {
-			return engine.Options{}, fmt.Errorf("invalid -e %q: use KEY=VALUE or KEY", e)
-		}
-		if ok {
-			env = append(env, kv)
-		}
+	volumes, tmpfs, err := runMounts(c, s, wd)
+	if err != nil {
+		return engine.Options{}, err
 	}
-	var volumes []sandbox.Bind
-	for _, v := range append(slices.Clone(s.Volumes), c.StringSlice("volume")...) {
-		b, err := parseVolume(v, wd)
-		if err != nil {
-			return engine.Options{}, err
-		}
-		volumes = append(volumes, b)
-	}
-	var tmpfs []sandbox.Tmpfs
-	for _, v := range c.StringSlice("tmpfs") {
-		t, err := parseTmpfs(v)
-		if err != nil {
-			return engine.Options{}, err
-		}
-		tmpfs = append(tmpfs, t)
-	}
-	workdir := c.String("workdir")
-	if workdir != "" && !strings.HasPrefix(workdir, "/") {
-		return engine.Options{}, fmt.Errorf("invalid -w %q: the working directory must be an absolute path", workdir)
-	}
-	if u := c.String("user"); c.IsSet("user") {
-		if err := sandbox.CheckUserSpec(u); err != nil {
-			return engine.Options{}, err
-		}
-	}
-	network := c.String("network")
-	if network != sandbox.NetworkHost && network != sandbox.NetworkNone {
-		return engine.Options{}, fmt.Errorf("invalid --network %q: use host or none", network)
-	}
-	if n := c.String("name"); c.IsSet("name") {
-		if err := sandbox.CheckName(n); err != nil {
-			return engine.Options{}, err
-		}
+	workdir, network, err := checkContainerFlags(c)
+	if err != nil {
+		return engine.Options{}, err
 	}
 	var entrypoint *string
 	if c.IsSet("entrypoint") {
@@ -258,6 +205,98 @@ func runOpts(c *cli.Context, s config.Settings) (engine.Options, error) {
 	return o, nil
 }
 
+// checkRunFlags checks the flags about getting the image and talking to
+// the terminal, and their combinations, and returns the pull policy.
+func checkRunFlags(c *cli.Context) (pull.Policy, error) {
+	policy, err := pull.ParsePolicy(c.String("pull"))
+	if err != nil {
+		return policy, err
+	}
+	if p := c.String("platform"); p != "" {
+		if _, err := pull.ParsePlatform(p); err != nil {
+			return policy, err
+		}
+	}
+	if c.Bool("tty") {
+		if f, ok := c.App.Reader.(*os.File); !ok || !sandbox.IsTerminal(f) {
+			return policy, errors.New("-t needs standard input to be a terminal: drop -t when piping or in CI")
+		}
+	}
+	if c.Bool("rm") && c.IsSet("name") {
+		return policy, errors.New("--rm and --name are mutually exclusive: --name keeps the container, --rm (the default) does not")
+	}
+	return policy, nil
+}
+
+// runEnv is the environment --env-file and -e give, in that order: a
+// later definition wins.
+func runEnv(c *cli.Context) ([]string, error) {
+	var env []string
+	for _, f := range c.StringSlice("env-file") {
+		e, err := parseEnvFile(f, os.LookupEnv)
+		if err != nil {
+			return nil, err
+		}
+		env = append(env, e...)
+	}
+	for _, e := range c.StringSlice("env") {
+		kv, ok, err := parseEnvLine(e, os.LookupEnv)
+		if err != nil {
+			return nil, fmt.Errorf("invalid -e %q: use KEY=VALUE or KEY", e)
+		}
+		if ok {
+			env = append(env, kv)
+		}
+	}
+	return env, nil
+}
+
+// runMounts are the volumes (the settings', then -v) and the --tmpfs
+// mounts of a run; relative sources are relative to wd.
+func runMounts(c *cli.Context, s config.Settings, wd string) ([]sandbox.Bind, []sandbox.Tmpfs, error) {
+	var volumes []sandbox.Bind
+	for _, v := range append(slices.Clone(s.Volumes), c.StringSlice("volume")...) {
+		b, err := parseVolume(v, wd)
+		if err != nil {
+			return nil, nil, err
+		}
+		volumes = append(volumes, b)
+	}
+	var tmpfs []sandbox.Tmpfs
+	for _, v := range c.StringSlice("tmpfs") {
+		t, err := parseTmpfs(v)
+		if err != nil {
+			return nil, nil, err
+		}
+		tmpfs = append(tmpfs, t)
+	}
+	return volumes, tmpfs, nil
+}
+
+// checkContainerFlags checks -w, --user, --network and --name, and returns
+// the working directory and the network.
+func checkContainerFlags(c *cli.Context) (workdir, network string, err error) {
+	workdir = c.String("workdir")
+	if workdir != "" && !strings.HasPrefix(workdir, "/") {
+		return "", "", fmt.Errorf("invalid -w %q: the working directory must be an absolute path", workdir)
+	}
+	if u := c.String("user"); c.IsSet("user") {
+		if err := sandbox.CheckUserSpec(u); err != nil {
+			return "", "", err
+		}
+	}
+	network = c.String("network")
+	if network != sandbox.NetworkHost && network != sandbox.NetworkNone {
+		return "", "", fmt.Errorf("invalid --network %q: use host or none", network)
+	}
+	if n := c.String("name"); c.IsSet("name") {
+		if err := sandbox.CheckName(n); err != nil {
+			return "", "", err
+		}
+	}
+	return workdir, network, nil
+}
+
 func runAction(c *cli.Context) error {
 	if c.NArg() == 0 {
 		return cli.ShowAppHelp(c)
@@ -281,7 +320,7 @@ func runAll(c *cli.Context, ts []target) error {
 	for i, t := range ts {
 		fmt.Fprintf(c.App.ErrWriter, "xrun: target %s (%s %s)\n", t.name, t.opts.Platform, t.opts.Image)
 		err := engine.Run(c.Context, t.opts)
-		switch code := engine.ExitCode(err); {
+		switch code := sandbox.ExitStatus(err); {
 		case err == nil:
 			results[i] = "ok"
 		case code == 125:

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/xrun-dev/xrun/internal/testutil"
 )
 
 func TestArchesWellFormed(t *testing.T) {
@@ -142,7 +144,7 @@ func TestArchesAgainstDebian(t *testing.T) {
 		compared++
 	}
 	if compared == 0 {
-		skipOrFail(t, "no /usr/lib/binfmt.d/qemu-*.conf (install qemu-user-static)")
+		testutil.SkipOrFail(t, "no /usr/lib/binfmt.d/qemu-*.conf (install qemu-user-static)")
 	}
 }
 

@@ -373,69 +373,16 @@ const NoEmulatorHint = "install qemu-user-static (Debian/Ubuntu: apt-get install
 // for their own loader inside the guest rootfs and fail there); if only
 // dynamic ones exist the error says so.
 func findEmulator(a *Arch, opts *Options, log *slog.Logger) (*Emulator, error) {
-	noEmu := &planError{kind: ErrNoEmulator, msg: fmt.Sprintf("no emulator for linux/%s: %s", a.GOARCH, NoEmulatorHint)}
-	static := "qemu-" + a.Name + "-static"
-	plain := "qemu-" + a.Name
-
 	// Named by the user: must work.
 	named, source := opts.Emulator, FromFlag
 	if named == "" {
 		named, source = opts.getenv(EnvQemuPath), FromEnv
 	}
 	if named != "" {
-		if fi, err := os.Stat(named); err == nil && fi.IsDir() {
-			named = filepath.Join(named, static)
-		}
-		if err := checkExecutable(named); err != nil {
-			return nil, &planError{kind: ErrNoEmulator, msg: fmt.Sprintf("emulator for linux/%s: %v", a.GOARCH, err)}
-		}
-		ok, err := IsStatic(named)
-		if err != nil {
-			return nil, &planError{kind: ErrNoEmulator, msg: fmt.Sprintf("emulator for linux/%s: %v", a.GOARCH, err)}
-		}
-		if !ok {
-			return nil, dynamicError(named)
-		}
-		abs, err := filepath.Abs(named)
-		return &Emulator{Path: abs, Source: source}, err
+		return namedEmulator(a, named, source)
 	}
-
-	type cand struct{ path, source string }
-	var cands []cand
-	// Only absolute PATH entries: an empty one means the current
-	// directory, and a relative one a directory below it, where anyone who
-	// can write the project directory (or a cloned repository) could put a
-	// qemu-ARCH-static that doctor would run on the host and every run would
-	// register. Go's exec.LookPath refuses them too (exec.ErrDot).
-	var pathDirs []string
-	for _, d := range filepath.SplitList(opts.getenv("PATH")) {
-		if !filepath.IsAbs(d) {
-			log.Debug("binfmt: PATH entry is not absolute: not searched for emulators", "entry", d)
-			continue
-		}
-		pathDirs = append(pathDirs, d)
-	}
-	for _, name := range []string{static, plain} {
-		for _, d := range pathDirs {
-			cands = append(cands, cand{filepath.Join(d, name), FromPATH})
-		}
-	}
-	sd := opts.systemDirs
-	if sd.libexec != "" {
-		cands = append(cands, cand{filepath.Join(sd.libexec, a.Name+"-binfmt-P"), FromSystem})
-	}
-	for _, d := range sd.bins {
-		cands = append(cands, cand{filepath.Join(d, static), FromSystem}, cand{filepath.Join(d, plain), FromSystem})
-		if sd.libexecToo {
-			cands = append(cands, cand{filepath.Join(d, a.Name+"-binfmt-P"), FromSystem})
-		}
-	}
-	if opts.InstalledDir != "" {
-		cands = append(cands, cand{filepath.Join(opts.InstalledDir, static), FromInstalled})
-	}
-
 	firstDynamic := ""
-	for _, c := range cands {
+	for _, c := range emulatorCandidates(a, opts, log) {
 		if checkExecutable(c.path) != nil {
 			continue
 		}
@@ -457,7 +404,71 @@ func findEmulator(a *Arch, opts *Options, log *slog.Logger) (*Emulator, error) {
 	if firstDynamic != "" {
 		return nil, dynamicError(firstDynamic)
 	}
-	return nil, noEmu
+	return nil, &planError{kind: ErrNoEmulator, msg: fmt.Sprintf("no emulator for linux/%s: %s", a.GOARCH, NoEmulatorHint)}
+}
+
+// namedEmulator checks the emulator the user named (a file, or a
+// directory holding qemu-NAME-static): it must exist and be static.
+func namedEmulator(a *Arch, named, source string) (*Emulator, error) {
+	if fi, err := os.Stat(named); err == nil && fi.IsDir() {
+		named = filepath.Join(named, "qemu-"+a.Name+"-static")
+	}
+	if err := checkExecutable(named); err != nil {
+		return nil, &planError{kind: ErrNoEmulator, msg: fmt.Sprintf("emulator for linux/%s: %v", a.GOARCH, err)}
+	}
+	ok, err := IsStatic(named)
+	if err != nil {
+		return nil, &planError{kind: ErrNoEmulator, msg: fmt.Sprintf("emulator for linux/%s: %v", a.GOARCH, err)}
+	}
+	if !ok {
+		return nil, dynamicError(named)
+	}
+	abs, err := filepath.Abs(named)
+	return &Emulator{Path: abs, Source: source}, err
+}
+
+// emulatorCandidate is a path where an emulator may be, and where the
+// path came from (FromPATH, FromSystem, FromInstalled).
+type emulatorCandidate struct{ path, source string }
+
+// emulatorCandidates are the paths searched for a's emulator, in the order
+// documented on Options.Emulator.
+func emulatorCandidates(a *Arch, opts *Options, log *slog.Logger) []emulatorCandidate {
+	static := "qemu-" + a.Name + "-static"
+	plain := "qemu-" + a.Name
+	var cands []emulatorCandidate
+	// Only absolute PATH entries: an empty one means the current
+	// directory, and a relative one a directory below it, where anyone who
+	// can write the project directory (or a cloned repository) could put a
+	// qemu-ARCH-static that doctor would run on the host and every run would
+	// register. Go's exec.LookPath refuses them too (exec.ErrDot).
+	var pathDirs []string
+	for _, d := range filepath.SplitList(opts.getenv("PATH")) {
+		if !filepath.IsAbs(d) {
+			log.Debug("binfmt: PATH entry is not absolute: not searched for emulators", "entry", d)
+			continue
+		}
+		pathDirs = append(pathDirs, d)
+	}
+	for _, name := range []string{static, plain} {
+		for _, d := range pathDirs {
+			cands = append(cands, emulatorCandidate{filepath.Join(d, name), FromPATH})
+		}
+	}
+	sd := opts.systemDirs
+	if sd.libexec != "" {
+		cands = append(cands, emulatorCandidate{filepath.Join(sd.libexec, a.Name+"-binfmt-P"), FromSystem})
+	}
+	for _, d := range sd.bins {
+		cands = append(cands, emulatorCandidate{filepath.Join(d, static), FromSystem}, emulatorCandidate{filepath.Join(d, plain), FromSystem})
+		if sd.libexecToo {
+			cands = append(cands, emulatorCandidate{filepath.Join(d, a.Name+"-binfmt-P"), FromSystem})
+		}
+	}
+	if opts.InstalledDir != "" {
+		cands = append(cands, emulatorCandidate{filepath.Join(opts.InstalledDir, static), FromInstalled})
+	}
+	return cands
 }
 
 func dynamicError(path string) error {

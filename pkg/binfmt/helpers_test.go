@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/xrun-dev/xrun/internal/testutil"
 )
 
 // childEnv selects a role when the test binary is re-executed inside a new
@@ -39,18 +41,6 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(crossDir)
 	}
 	os.Exit(code)
-}
-
-// mustWork turns skips of environment-dependent tests into failures (set
-// by CI, where every such test has what it needs).
-func mustWork() bool { return os.Getenv("XRUN_TEST_MUST_WORK") == "1" }
-
-func skipOrFail(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if mustWork() {
-		t.Fatalf("XRUN_TEST_MUST_WORK=1 but: "+format, args...)
-	}
-	t.Skipf(format, args...)
 }
 
 // crossTargets are the tiny programs cross-compiled for the table tests,
@@ -136,7 +126,7 @@ func crossBinaries(t *testing.T) map[string]string {
 		crossBins = bins
 	})
 	if crossErr != nil {
-		skipOrFail(t, "%v", crossErr)
+		testutil.SkipOrFail(t, "%v", crossErr)
 	}
 	return crossBins
 }
@@ -200,31 +190,31 @@ func nsAttr() *syscall.SysProcAttr {
 func needBinfmtNS(t *testing.T, goarch string) *Plan {
 	t.Helper()
 	if runtime.GOOS != "linux" {
-		skipOrFail(t, "binfmt_misc is Linux only")
+		testutil.SkipOrFail(t, "binfmt_misc is Linux only")
 	}
 	var o Options
 	if err := o.fill(); err != nil {
-		skipOrFail(t, "%v", err)
+		testutil.SkipOrFail(t, "%v", err)
 	}
 	if !kernelAtLeast(o.KernelRelease, 6, 7) {
-		skipOrFail(t, "kernel %s has no binfmt_misc per user namespace (needs 6.7+)", o.KernelRelease)
+		testutil.SkipOrFail(t, "kernel %s has no binfmt_misc per user namespace (needs 6.7+)", o.KernelRelease)
 	}
 	exe, err := os.Executable()
 	if err != nil {
-		skipOrFail(t, "%v", err)
+		testutil.SkipOrFail(t, "%v", err)
 	}
 	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(), childEnv+"=probe")
 	cmd.SysProcAttr = nsAttr()
 	if out, err := cmd.CombinedOutput(); err != nil {
-		skipOrFail(t, "cannot create a user namespace (sysctl kernel.unprivileged_userns_clone, user.max_user_namespaces or AppArmor?): %v %s", err, out)
+		testutil.SkipOrFail(t, "cannot create a user namespace (sysctl kernel.unprivileged_userns_clone, user.max_user_namespaces or AppArmor?): %v %s", err, out)
 	}
 	plan, err := Decide(goarch, "", Options{})
 	if err != nil {
-		skipOrFail(t, "%v", err)
+		testutil.SkipOrFail(t, "%v", err)
 	}
 	if plan.Strategy != Namespaced {
-		skipOrFail(t, "Decide(%s) = %s, want %s", goarch, plan.Strategy, Namespaced)
+		testutil.SkipOrFail(t, "Decide(%s) = %s, want %s", goarch, plan.Strategy, Namespaced)
 	}
 	return plan
 }

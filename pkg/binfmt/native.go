@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xrun-dev/xrun/pkg/fsutil"
 )
 
 // NativeSupport reports whether this host runs goarch's binaries without an
@@ -182,25 +184,13 @@ func rememberedProbe(dir, name string, probe func() (bool, string)) (bool, strin
 	return ok, why
 }
 
-// writeProbe writes a probe file atomically (temp file and rename), so a
-// concurrent reader sees the old answer or the new one.
+// writeProbe writes a probe file atomically, so a concurrent reader sees
+// the old answer or the new one.
 func writeProbe(dir, file, content string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, ".tmp-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.WriteString(content); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), file)
+	return fsutil.WriteFileAtomic(file, ".tmp-", []byte(content), 0o600)
 }
 
 // bootID is the kernel's random id of this boot ("" when unreadable).

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/xrun-dev/xrun/internal/testutil"
 )
 
 // TestProbeIA32 checks the probe against a second way of asking: executing
@@ -49,7 +51,7 @@ func TestProbeIA32(t *testing.T) {
 	plan, err := Decide("386", "", Options{SystemDirs: []string{"/usr/bin"}})
 	if err != nil {
 		if !want {
-			skipOrFail(t, "no qemu-i386-static to emulate 386 with: %v", err)
+			testutil.SkipOrFail(t, "no qemu-i386-static to emulate 386 with: %v", err)
 		}
 		t.Fatal(err)
 	}

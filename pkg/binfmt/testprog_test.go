@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+
+	"github.com/xrun-dev/xrun/internal/testutil"
 )
 
 // TestTestProgram checks every program against the arch table (the kernel
@@ -50,7 +52,7 @@ func TestTestProgram(t *testing.T) {
 			} else {
 				qemu := "/usr/bin/qemu-" + a.Name + "-static"
 				if _, err := os.Stat(qemu); err != nil {
-					skipOrFail(t, "no %s to run the program (qemu-user-static): %v", qemu, err)
+					testutil.SkipOrFail(t, "no %s to run the program (qemu-user-static): %v", qemu, err)
 				}
 				cmd = exec.Command(qemu, p)
 			}

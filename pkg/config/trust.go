@@ -3,6 +3,7 @@ package config
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/xrun-dev/xrun/pkg/fsutil"
 )
 
 // The trust list remembers the project files the user has reviewed and
@@ -124,14 +127,11 @@ func EditTrustList(path string, uid int, edit func(*TrustList) error) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("save the trust list: %w", err)
 	}
-	lock, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	lock, err := fsutil.LockFile(context.Background(), path+".lock", fsutil.Exclusive)
 	if err != nil {
 		return fmt.Errorf("lock the trust list: %w", err)
 	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return fmt.Errorf("lock the trust list: %w", err)
-	}
+	defer lock.Unlock()
 	l, err := LoadTrustList(path, uid)
 	if err != nil {
 		return err
@@ -158,30 +158,8 @@ func (l *TrustList) Save() error {
 	for _, p := range paths {
 		fmt.Fprintf(&b, "%s %s\n", l.entries[p], p)
 	}
-	tmp, err := os.CreateTemp(dir, ".trusted-*")
-	if err != nil {
+	if err := fsutil.WriteFileAtomic(l.path, ".trusted-*", b.Bytes(), 0o600); err != nil {
 		return fmt.Errorf("save the trust list: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // after a successful rename: ENOENT, ignored
-	err = tmp.Chmod(0o600)
-	if err == nil {
-		_, err = tmp.Write(b.Bytes())
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), l.path)
-	}
-	if err != nil {
-		return fmt.Errorf("save the trust list: %w", err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
 	}
 	return nil
 }

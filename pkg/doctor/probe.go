@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xrun-dev/xrun/pkg/binfmt"
+	"github.com/xrun-dev/xrun/pkg/cache"
 	"github.com/xrun-dev/xrun/pkg/sandbox"
 )
 
@@ -203,7 +204,7 @@ func smokeRun(ctx context.Context, plan *binfmt.Plan, cacheDir string, log *slog
 		Logger:    log,
 
 		// As in a run: when the run root in /tmp is not safe to use.
-		FallbackRunRoot: filepath.Join(cacheDir, "run"),
+		FallbackRunRoot: cache.RunDir(cacheDir),
 	})
 	took := time.Since(t0)
 	var ee *sandbox.ExitError

@@ -3,7 +3,6 @@ package engine
 import (
 	"archive/tar"
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,13 +17,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gofrs/flock"
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 
 	"github.com/xrun-dev/xrun/pkg/binfmt"
+	"github.com/xrun-dev/xrun/pkg/cache"
+	"github.com/xrun-dev/xrun/pkg/fsutil"
 	"github.com/xrun-dev/xrun/pkg/pull"
+	"github.com/xrun-dev/xrun/pkg/rootfs"
 )
 
 // DefaultEmulatorImage is where `xrun emulator install` (and a run that
@@ -47,13 +46,13 @@ var emulatorSearchDirs = []string{"usr/bin", "usr/local/bin", "bin"}
 // EmulatorDir is where installed emulators for this host live:
 // <cache>/emulators/<host GOARCH>. binfmt's discovery searches it last.
 func EmulatorDir(cacheDir string) string {
-	return filepath.Join(cacheDir, "emulators", runtime.GOARCH)
+	return cache.EmulatorsDir(cacheDir)
 }
 
 // ProbeDir is where binfmt remembers, for the current boot, what it probed
 // of this machine (does the kernel run 32-bit x86 programs?).
 func ProbeDir(cacheDir string) string {
-	return filepath.Join(cacheDir, "probes")
+	return cache.ProbesDir(cacheDir)
 }
 
 // CacheBinfmtOptions returns bo with the directories of cacheDir that
@@ -114,18 +113,7 @@ func EmulatorImage() string {
 // binfmt.Arches into EmulatorDir, as qemu-NAME-static. It replaces what an
 // earlier install put there. Concurrent installs (make -j) take turns.
 func InstallEmulators(ctx context.Context, o InstallOptions) (*EmulatorSource, error) {
-	if o.CacheDir == "" {
-		o.CacheDir = DefaultCacheDir()
-	}
-	if o.Image == "" {
-		o.Image = EmulatorImage()
-	}
-	if o.Pull == "" {
-		o.Pull = pull.PullMissing
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
+	o.fill()
 	log := o.Logger
 	privateCache(o.CacheDir, log)
 	if _, err := name.NewDigest(o.Image); err != nil {
@@ -143,19 +131,11 @@ func InstallEmulators(ctx context.Context, o InstallOptions) (*EmulatorSource, e
 		return src, nil
 	}
 
-	host := pull.HostPlatform()
-	popts := []pull.Option{pull.WithPlatform(host), pull.WithPolicy(o.Pull), pull.WithLogger(log)}
 	store := pull.NewStore(o.CacheDir)
-	t0 := time.Now()
-	img, err := store.Resolve(ctx, o.Image, popts...)
+	img, err := pullEmulatorImage(ctx, store, o)
 	if err != nil {
-		return nil, fmt.Errorf("install emulators: %w", err)
+		return nil, err
 	}
-	if err := store.Fetch(ctx, img, popts...); err != nil {
-		return nil, fmt.Errorf("install emulators: %w", err)
-	}
-	log.Info("pulled emulator image", "ref", img.Ref, "digest", img.Digest.String(), "took", time.Since(t0).Round(time.Millisecond))
-
 	dir := EmulatorDir(o.CacheDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("install emulators: %w", err)
@@ -174,11 +154,60 @@ func InstallEmulators(ctx context.Context, o InstallOptions) (*EmulatorSource, e
 	if err != nil {
 		return nil, fmt.Errorf("install emulators from %s: %w", o.Image, err)
 	}
+	src := &EmulatorSource{Image: o.Image, Digest: img.Digest.String(), Time: time.Now().UTC()}
+	if src.Installed, err = installFound(found, dir, log); err != nil {
+		return nil, err
+	}
+	if len(src.Installed) == 0 {
+		return nil, fmt.Errorf("emulator image %s has no static qemu-user binaries for a linux/%s host in /%s (qemu-ARCH-static or qemu-ARCH)",
+			o.Image, runtime.GOARCH, strings.Join(emulatorSearchDirs, ", /"))
+	}
+	b, _ := json.MarshalIndent(src, "", "  ")
+	if err := fsutil.WriteFileAtomic(filepath.Join(dir, emulatorSourceFile), ".tmp-", b, 0o644); err != nil {
+		return nil, err
+	}
+	log.Info("installed emulators", "dir", dir, "arches", strings.Join(src.Installed, ","))
+	return src, nil
+}
+
+func (o *InstallOptions) fill() {
+	if o.CacheDir == "" {
+		o.CacheDir = DefaultCacheDir()
+	}
+	if o.Image == "" {
+		o.Image = EmulatorImage()
+	}
+	if o.Pull == "" {
+		o.Pull = pull.PullMissing
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// pullEmulatorImage resolves and fetches o.Image for this host.
+func pullEmulatorImage(ctx context.Context, store *pull.Store, o InstallOptions) (*pull.Image, error) {
+	popts := []pull.Option{pull.WithPlatform(pull.HostPlatform()), pull.WithPolicy(o.Pull), pull.WithLogger(o.Logger)}
+	t0 := time.Now()
+	img, err := store.Resolve(ctx, o.Image, popts...)
+	if err != nil {
+		return nil, fmt.Errorf("install emulators: %w", err)
+	}
+	if err := store.Fetch(ctx, img, popts...); err != nil {
+		return nil, fmt.Errorf("install emulators: %w", err)
+	}
+	o.Logger.Info("pulled emulator image", "ref", img.Ref, "digest", img.Digest.String(), "took", time.Since(t0).Round(time.Millisecond))
+	return img, nil
+}
+
+// installFound moves the usable emulators of found (qemu name -> extracted
+// file) into dir as qemu-NAME-static and returns their GOARCHes.
+func installFound(found map[string]string, dir string, log *slog.Logger) ([]string, error) {
 	hostArch, err := binfmt.Lookup(runtime.GOARCH)
 	if err != nil {
 		return nil, err
 	}
-	src := &EmulatorSource{Image: o.Image, Digest: img.Digest.String(), Time: time.Now().UTC()}
+	var installed []string
 	for _, a := range binfmt.Arches {
 		if a.GOARCH == runtime.GOARCH {
 			continue
@@ -200,18 +229,9 @@ func InstallEmulators(ctx context.Context, o InstallOptions) (*EmulatorSource, e
 		if err := os.Rename(f, dst); err != nil {
 			return nil, fmt.Errorf("install %s: %w", dst, err)
 		}
-		src.Installed = append(src.Installed, a.GOARCH)
+		installed = append(installed, a.GOARCH)
 	}
-	if len(src.Installed) == 0 {
-		return nil, fmt.Errorf("emulator image %s has no static qemu-user binaries for a linux/%s host in /%s (qemu-ARCH-static or qemu-ARCH)",
-			o.Image, runtime.GOARCH, strings.Join(emulatorSearchDirs, ", /"))
-	}
-	b, _ := json.MarshalIndent(src, "", "  ")
-	if err := writeAtomic(filepath.Join(dir, emulatorSourceFile), b); err != nil {
-		return nil, err
-	}
-	log.Info("installed emulators", "dir", dir, "arches", strings.Join(src.Installed, ","))
-	return src, nil
+	return installed, nil
 }
 
 // installedAll reports whether every emulator src lists is in place.
@@ -257,89 +277,18 @@ func unusableEmulator(p string, host *binfmt.Arch) string {
 // file in tmp, preferring qemu-NAME-static over qemu-NAME and the earlier
 // search directory.
 func extractEmulators(ctx context.Context, blobs []string, tmp string) (map[string]string, error) {
-	wanted := map[string]string{} // image path -> qemu NAME
+	x := &emulatorExtract{tmp: tmp, wanted: map[string]string{}, have: map[string]string{}}
 	for _, a := range binfmt.Arches {
 		for _, d := range emulatorSearchDirs {
-			wanted[d+"/qemu-"+a.Name+"-static"] = a.Name
-			wanted[d+"/qemu-"+a.Name] = a.Name
+			x.wanted[d+"/qemu-"+a.Name+"-static"] = a.Name
+			x.wanted[d+"/qemu-"+a.Name] = a.Name
 		}
 	}
-	have := map[string]string{} // image path -> file in tmp
-	n := 0
 	for i, blob := range blobs {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if err := func() error {
-			f, err := os.Open(blob)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			r, closeR, err := decompress(f)
-			if err != nil {
-				return err
-			}
-			defer closeR()
-			tr := tar.NewReader(r)
-			for {
-				hdr, err := tr.Next()
-				if errors.Is(err, io.EOF) {
-					return nil
-				}
-				if err != nil {
-					return err
-				}
-				p := strings.TrimPrefix(path.Clean("/"+hdr.Name), "/")
-				dir, base := path.Split(p)
-				dir = strings.TrimSuffix(dir, "/")
-				if base == ".wh..wh..opq" {
-					for k := range have {
-						if strings.HasPrefix(k, dir+"/") {
-							delete(have, k)
-						}
-					}
-					continue
-				}
-				if strings.HasPrefix(base, ".wh.") {
-					delete(have, path.Join(dir, strings.TrimPrefix(base, ".wh.")))
-					continue
-				}
-				if _, ok := wanted[p]; !ok {
-					continue
-				}
-				switch hdr.Typeflag {
-				case tar.TypeReg:
-					n++
-					out := filepath.Join(tmp, fmt.Sprintf("%d-%d-%s", i, n, base))
-					w, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o700)
-					if err != nil {
-						return err
-					}
-					_, err = io.Copy(w, tr)
-					if cerr := w.Close(); err == nil {
-						err = cerr
-					}
-					if err != nil {
-						return fmt.Errorf("extract /%s: %w", p, err)
-					}
-					have[p] = out
-				case tar.TypeLink, tar.TypeSymlink:
-					target := hdr.Linkname
-					if hdr.Typeflag == tar.TypeSymlink && !strings.HasPrefix(target, "/") {
-						target = path.Join(dir, target)
-					}
-					target = strings.TrimPrefix(path.Clean("/"+target), "/")
-					if f, ok := have[target]; ok {
-						have[p] = f
-					} else {
-						delete(have, p)
-					}
-				default:
-					delete(have, p)
-				}
-			}
-		}(); err != nil {
+		if err := x.layer(i, blob); err != nil {
 			return nil, fmt.Errorf("layer %d: %w", i+1, err)
 		}
 	}
@@ -347,7 +296,7 @@ func extractEmulators(ctx context.Context, blobs []string, tmp string) (map[stri
 	for _, a := range binfmt.Arches {
 		for _, d := range emulatorSearchDirs {
 			for _, f := range []string{d + "/qemu-" + a.Name + "-static", d + "/qemu-" + a.Name} {
-				if t, ok := have[f]; ok && found[a.Name] == "" {
+				if t, ok := x.have[f]; ok && found[a.Name] == "" {
 					// Links share one extracted file: give each arch its own.
 					if slices.Contains(mapValues(found), t) {
 						continue
@@ -360,6 +309,95 @@ func extractEmulators(ctx context.Context, blobs []string, tmp string) (map[stri
 	return found, nil
 }
 
+// emulatorExtract is the state of extractEmulators across the layers.
+type emulatorExtract struct {
+	tmp    string
+	wanted map[string]string // image path -> qemu NAME
+	have   map[string]string // image path -> file in tmp
+	n      int               // files extracted
+}
+
+// layer applies layer i (the blob at path blob) to x.have: the wanted
+// files it holds are extracted, its whiteouts remove earlier ones.
+func (x *emulatorExtract) layer(i int, blob string) error {
+	f, err := os.Open(blob)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r, _, closeR, err := rootfs.Decompress(bufio.NewReaderSize(f, 64<<10), "")
+	if err != nil {
+		return err
+	}
+	defer closeR()
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := x.entry(i, hdr, tr); err != nil {
+			return err
+		}
+	}
+}
+
+// entry applies one tar entry of layer i.
+func (x *emulatorExtract) entry(i int, hdr *tar.Header, r io.Reader) error {
+	p := strings.TrimPrefix(path.Clean("/"+hdr.Name), "/")
+	dir, base := path.Split(p)
+	dir = strings.TrimSuffix(dir, "/")
+	if base == ".wh..wh..opq" {
+		for k := range x.have {
+			if strings.HasPrefix(k, dir+"/") {
+				delete(x.have, k)
+			}
+		}
+		return nil
+	}
+	if strings.HasPrefix(base, ".wh.") {
+		delete(x.have, path.Join(dir, strings.TrimPrefix(base, ".wh.")))
+		return nil
+	}
+	if _, ok := x.wanted[p]; !ok {
+		return nil
+	}
+	switch hdr.Typeflag {
+	case tar.TypeReg:
+		x.n++
+		out := filepath.Join(x.tmp, fmt.Sprintf("%d-%d-%s", i, x.n, base))
+		w, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o700)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(w, r)
+		if cerr := w.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("extract /%s: %w", p, err)
+		}
+		x.have[p] = out
+	case tar.TypeLink, tar.TypeSymlink:
+		target := hdr.Linkname
+		if hdr.Typeflag == tar.TypeSymlink && !strings.HasPrefix(target, "/") {
+			target = path.Join(dir, target)
+		}
+		target = strings.TrimPrefix(path.Clean("/"+target), "/")
+		if f, ok := x.have[target]; ok {
+			x.have[p] = f
+		} else {
+			delete(x.have, p)
+		}
+	default:
+		delete(x.have, p)
+	}
+	return nil
+}
+
 func mapValues(m map[string]string) []string {
 	vs := make([]string, 0, len(m))
 	for _, v := range m {
@@ -368,65 +406,14 @@ func mapValues(m map[string]string) []string {
 	return vs
 }
 
-// decompress detects gzip and zstd by their magic; anything else is read
-// as a plain tar.
-func decompress(r io.Reader) (io.Reader, func(), error) {
-	br := bufio.NewReaderSize(r, 64<<10)
-	magic, _ := br.Peek(4)
-	switch {
-	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, nil, err
-		}
-		return zr, func() { zr.Close() }, nil
-	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		zr, err := zstd.NewReader(br)
-		if err != nil {
-			return nil, nil, err
-		}
-		return zr, zr.Close, nil
-	}
-	return br, func() {}, nil
-}
-
-func writeAtomic(p string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), p)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
-}
-
 // lockEmulators takes <cache>/locks/emulators-<GOARCH>.lock.
 func lockEmulators(ctx context.Context, cacheDir string) (func(), error) {
-	dir := filepath.Join(cacheDir, "locks")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
+	p := cache.LockPath(cacheDir, "emulators-"+runtime.GOARCH)
+	l, err := fsutil.LockFile(ctx, p, fsutil.Exclusive)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", p, err)
 	}
-	l := flock.New(filepath.Join(dir, "emulators-"+runtime.GOARCH+".lock"))
-	ok, err := l.TryLockContext(ctx, 50*time.Millisecond)
-	if err != nil || !ok {
-		l.Close()
-		if err == nil {
-			err = ctx.Err()
-		}
-		return nil, fmt.Errorf("lock %s: %w", l.Path(), err)
-	}
-	return func() { l.Unlock(); l.Close() }, nil
+	return l.Unlock, nil
 }
 
 // binfmtOptions are the binfmt.Options of a run: o.Binfmt plus the

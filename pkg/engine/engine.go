@@ -5,7 +5,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +16,7 @@ import (
 	securejoin "github.com/cyphar/filepath-securejoin"
 
 	"github.com/xrun-dev/xrun/pkg/binfmt"
+	"github.com/xrun-dev/xrun/pkg/cache"
 	"github.com/xrun-dev/xrun/pkg/pull"
 	"github.com/xrun-dev/xrun/pkg/sandbox"
 )
@@ -101,18 +101,7 @@ func (o *Options) fill() {
 
 // DefaultCacheDir is $XRUN_CACHE, else $XDG_CACHE_HOME/xrun, else
 // ~/.cache/xrun. XRUN_CACHE is public and documented.
-func DefaultCacheDir() string {
-	if d := os.Getenv("XRUN_CACHE"); d != "" {
-		return d
-	}
-	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
-		return filepath.Join(d, "xrun")
-	}
-	if h, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(h, ".cache", "xrun")
-	}
-	return filepath.Join(os.TempDir(), fmt.Sprintf("xrun-cache-%d", os.Getuid()))
-}
+func DefaultCacheDir() string { return cache.DefaultDir() }
 
 // Run prepares the image and runs the command. It returns
 // *sandbox.ExitError for a non-zero exit of the command and
@@ -142,30 +131,39 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	if plan.NotNative != "" {
-		log.Info("emulation", "strategy", plan.Strategy, "emulator", plan.Emulator, "not native", plan.NotNative)
-	} else {
-		log.Info("emulation", "strategy", plan.Strategy, "emulator", plan.Emulator)
-	}
+	logEmulation(log, plan)
 	p, err := r.ensure(ctx)
 	if err != nil {
 		return err
 	}
 	// The run holds its rootfs (shared lock): rmi refuses it, prune skips it.
 	defer p.Release()
-	cfg := p.Image.Config.Config
-	args := command(cfg.Entrypoint, cfg.Cmd, o.Entrypoint, o.Args)
-	if o.Shell {
-		args = o.Args
-		if len(args) == 0 {
-			args = shell(p.Rootfs, cfg.Shell)
-		}
+	sopts, err := sandboxOptions(o, p, ctr, plan)
+	if err != nil {
+		return err
 	}
-	if len(args) == 0 {
-		if o.Entrypoint != nil {
-			return fmt.Errorf("no command: --entrypoint %q clears the image's Cmd: give a command after --", *o.Entrypoint)
-		}
-		return fmt.Errorf("image %s has no Entrypoint or Cmd: give a command after --, e.g. xrun %s -- sh", o.Image, o.Image)
+	t0 := time.Now()
+	err = sandbox.Run(ctx, sopts)
+	log.Debug("run done, container removed", "took", time.Since(t0).Round(time.Millisecond))
+	return err
+}
+
+func logEmulation(log *slog.Logger, plan *binfmt.Plan) {
+	if plan.NotNative != "" {
+		log.Info("emulation", "strategy", plan.Strategy, "emulator", plan.Emulator, "not native", plan.NotNative)
+	} else {
+		log.Info("emulation", "strategy", plan.Strategy, "emulator", plan.Emulator)
+	}
+}
+
+// sandboxOptions are the sandbox.Options of the run of o in the prepared
+// image p (in the named container ctr when not nil) with the emulation
+// plan: its command, user, environment, binds and working directory.
+func sandboxOptions(o Options, p *Prepared, ctr *sandbox.Container, plan *binfmt.Plan) (sandbox.Options, error) {
+	cfg := p.Image.Config.Config
+	args, err := runArgs(o, cfg.Entrypoint, cfg.Cmd, cfg.Shell, p.Rootfs)
+	if err != nil {
+		return sandbox.Options{}, err
 	}
 	var upper, work string
 	if ctr != nil {
@@ -174,26 +172,18 @@ func Run(ctx context.Context, o Options) error {
 			Platform: pull.PlatformString(p.Image.Platform), Digest: p.Image.Digest.String(),
 		}, p.Rootfs)
 		if err != nil {
-			return err
+			return sandbox.Options{}, err
 		}
 		upper, work = ctr.Upper, ctr.Work
 	}
-	userSpec := o.User
-	if userSpec == "" {
-		userSpec = cfg.User
-	}
-	usr, err := sandbox.ResolveUser(userSpec, p.Rootfs, upper)
+	usr, err := runUser(o.User, cfg.User, p.Rootfs, upper)
 	if err != nil {
-		if o.User == "" {
-			err = fmt.Errorf("image's User: %w", err)
-		}
-		return err
+		return sandbox.Options{}, err
 	}
 	env := defaultEnv
 	if usr.Home != "" {
 		env = mergeEnv(defaultEnv, []string{"HOME=" + usr.Home})
 	}
-
 	sopts := sandbox.Options{
 		Lower:     p.Rootfs,
 		CacheDir:  o.CacheDir,
@@ -212,7 +202,7 @@ func Run(ctx context.Context, o Options) error {
 		Stdin:     o.Stdin,
 		Stdout:    o.Stdout,
 		Stderr:    o.Stderr,
-		Logger:    log,
+		Logger:    o.Logger,
 
 		Interactive: o.Interactive || o.Shell,
 	}
@@ -221,7 +211,52 @@ func Run(ctx context.Context, o Options) error {
 	}
 	// When the run root in /tmp is not safe to use (e.g. another user
 	// created it), runs keep their state in the cache instead.
-	sopts.FallbackRunRoot = filepath.Join(o.CacheDir, "run")
+	sopts.FallbackRunRoot = cache.RunDir(o.CacheDir)
+	addBinds(&sopts, o, p.Rootfs)
+	if o.Workdir != "" {
+		sopts.Cwd = o.Workdir
+	}
+	return sopts, nil
+}
+
+// runArgs is the command of the run: o's (or the image's shell, with
+// Shell) or the image's Entrypoint and Cmd, by docker's rules.
+func runArgs(o Options, entrypoint, cmd, imageShell []string, rootfs string) ([]string, error) {
+	args := command(entrypoint, cmd, o.Entrypoint, o.Args)
+	if o.Shell {
+		args = o.Args
+		if len(args) == 0 {
+			args = shell(rootfs, imageShell)
+		}
+	}
+	if len(args) == 0 {
+		if o.Entrypoint != nil {
+			return nil, fmt.Errorf("no command: --entrypoint %q clears the image's Cmd: give a command after --", *o.Entrypoint)
+		}
+		return nil, fmt.Errorf("image %s has no Entrypoint or Cmd: give a command after --, e.g. xrun %s -- sh", o.Image, o.Image)
+	}
+	return args, nil
+}
+
+// runUser is the user the command runs as: spec (--user), else the
+// image's User, looked up in the image (and the named container's upper).
+func runUser(spec, imageUser, rootfs, upper string) (*sandbox.User, error) {
+	userSpec := spec
+	if userSpec == "" {
+		userSpec = imageUser
+	}
+	usr, err := sandbox.ResolveUser(userSpec, rootfs, upper)
+	if err != nil && spec == "" {
+		err = fmt.Errorf("image's User: %w", err)
+	}
+	return usr, err
+}
+
+// addBinds adds the run's binds to sopts: the current directory (when it
+// may be bound, as the working directory), the volumes, and a host
+// program given as the command (runner mode).
+func addBinds(sopts *sandbox.Options, o Options, rootfs string) {
+	log := o.Logger
 	if o.BindCwd != "" {
 		reason := unbindable(o.BindCwd)
 		if reason == "" && sandbox.Inside(o.BindCwd, o.CacheDir) {
@@ -235,19 +270,13 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 	sopts.Binds = append(sopts.Binds, o.Volumes...)
+	args := sopts.Args
 	if len(o.Args) > 0 && !o.Shell && args[0] == o.Args[0] {
-		if b := programBind(args[0], sopts.Binds, p.Rootfs); b != nil {
+		if b := programBind(args[0], sopts.Binds, rootfs); b != nil {
 			log.Info("binding the program read-only at its own path", "path", b.Source)
 			sopts.Binds = append(sopts.Binds, *b)
 		}
 	}
-	if o.Workdir != "" {
-		sopts.Cwd = o.Workdir
-	}
-	t0 := time.Now()
-	err = sandbox.Run(ctx, sopts)
-	log.Debug("run done, container removed", "took", time.Since(t0).Round(time.Millisecond))
-	return err
 }
 
 // command is what a run executes, with docker's rules: the image's
@@ -318,22 +347,6 @@ func unbindable(dir string) string {
 		}
 	}
 	return ""
-}
-
-// ExitCode maps an error from Run to xrun's exit status: the command's own
-// code, 126/127 when it could not be started, 125 for xrun's own failures.
-func ExitCode(err error) int {
-	var ee *sandbox.ExitError
-	var ce *sandbox.CommandError
-	switch {
-	case err == nil:
-		return 0
-	case errors.As(err, &ee):
-		return ee.Code
-	case errors.As(err, &ce):
-		return ce.Code
-	}
-	return 125
 }
 
 // shell picks the interactive shell of an image: its SHELL, else the first

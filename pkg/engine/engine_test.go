@@ -1,15 +1,11 @@
 package engine
 
 import (
-	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/xrun-dev/xrun/pkg/sandbox"
 )
 
 func TestMergeEnv(t *testing.T) {
@@ -36,24 +32,6 @@ func TestUnbindable(t *testing.T) {
 	} {
 		if got := unbindable(tc.dir) != ""; got != tc.want {
 			t.Errorf("unbindable(%q) = %v, want %v", tc.dir, got, tc.want)
-		}
-	}
-}
-
-func TestExitCode(t *testing.T) {
-	for _, tc := range []struct {
-		err  error
-		want int
-	}{
-		{nil, 0},
-		{&sandbox.ExitError{Code: 3}, 3},
-		{fmt.Errorf("wrapped: %w", &sandbox.ExitError{Code: 143}), 143},
-		{&sandbox.CommandError{Code: 127, Err: errors.New("nope")}, 127},
-		{&sandbox.CommandError{Code: 126, Err: errors.New("nope")}, 126},
-		{errors.New("pull failed"), 125},
-	} {
-		if got := ExitCode(tc.err); got != tc.want {
-			t.Errorf("ExitCode(%v) = %d, want %d", tc.err, got, tc.want)
 		}
 	}
 }

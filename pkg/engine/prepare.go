@@ -10,7 +10,6 @@ import (
 	"github.com/xrun-dev/xrun/pkg/progress"
 	"github.com/xrun-dev/xrun/pkg/pull"
 	"github.com/xrun-dev/xrun/pkg/rootfs"
-	"github.com/xrun-dev/xrun/pkg/sandbox"
 )
 
 // Prepared is an image ready to run: its rootfs is in the cache, held
@@ -103,9 +102,6 @@ func resolve(ctx context.Context, o Options, po PullOptions) (*resolved, error) 
 func (r *resolved) ensure(ctx context.Context) (*Prepared, error) {
 	img, log := r.img, r.o.Logger
 	cache := rootfs.NewCache(r.o.CacheDir)
-	// Files owned by subordinate ids can only be removed from a user
-	// namespace that maps them.
-	cache.Remover = sandbox.RemoveTree
 	key := img.Digest.Hex
 	// Unpack if needed, then hold the rootfs. Between the two, rmi or
 	// prune may remove it: then unpack again.
@@ -149,7 +145,7 @@ func unpack(ctx context.Context, store *pull.Store, cache *rootfs.Cache, img *pu
 	}
 	// With a subordinate id range, layers are unpacked in a user namespace
 	// that maps it, so files keep the image's owners.
-	ropts := rootfs.Options{Logger: log, Unpacker: sandbox.UnpackInUserNS}
+	ropts := rootfs.Options{Logger: log, InUserNS: true}
 	dir, err := cache.Ensure(ctx, img.Digest.Hex, layers, ropts)
 	if err != nil && ctx.Err() == nil && st.Refetched() && st.Wait() == nil {
 		// A registry mirror sent a layer that failed its digest check

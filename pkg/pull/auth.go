@@ -18,6 +18,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/xrun-dev/xrun/pkg/fsutil"
 )
 
 // DefaultKeychain finds registry credentials where docker and podman keep
@@ -278,7 +280,7 @@ func (c *dockerConfig) write(path string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(path, filepath.Base(path)+".tmp-*", append(b, '\n'), 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(path, filepath.Base(path)+".tmp-*", append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil

@@ -19,8 +19,8 @@ var (
 	ErrNotFound = errors.New("image not found")
 	// ErrNoPlatform means the image has no variant for the requested platform.
 	ErrNoPlatform = errors.New("image has no variant for the platform")
-	// ErrNotCached means --pull=never was given and the image (or one of its
-	// blobs) is not in the cache.
+	// ErrNotCached means PullNever was asked for and the image (or one of
+	// its blobs) is not in the cache; see NotCachedError.
 	ErrNotCached = errors.New("image not in the cache")
 	// ErrInvalidReference means the image reference does not parse.
 	ErrInvalidReference = errors.New("invalid image reference")
@@ -30,6 +30,25 @@ var (
 	// it was not stored.
 	ErrDigestMismatch = errors.New("digest mismatch")
 )
+
+// NotCachedError is the error, matching ErrNotCached, of PullNever when
+// the image's resolution or one of its layers is not in the cache. It
+// names what is missing; the caller says how to get it (the CLI: which
+// command to run, which flag to change).
+type NotCachedError struct {
+	Ref      string // the image reference, as given
+	Platform string // os/arch[/variant]
+	Layer    string // "N/M (digest)" of the missing layer; "" for the image
+}
+
+func (e *NotCachedError) Error() string {
+	if e.Layer != "" {
+		return fmt.Sprintf("layer %s of %s is not in the cache", e.Layer, e.Ref)
+	}
+	return fmt.Sprintf("image %s for %s is not in the cache", e.Ref, e.Platform)
+}
+
+func (e *NotCachedError) Unwrap() error { return ErrNotCached }
 
 // pullError is an error with a complete, user-facing message that still
 // matches a sentinel (kind) and the underlying cause with errors.Is/As.

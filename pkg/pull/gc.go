@@ -12,8 +12,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gofrs/flock"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/xrun-dev/xrun/pkg/cache"
+	"github.com/xrun-dev/xrun/pkg/fsutil"
 )
 
 // gcLock is the lock file that keeps prune (exclusive) and pulls (shared)
@@ -24,19 +26,12 @@ const gcLock = "gc"
 
 // holdGC takes the shared gc lock; release gives it back.
 func (s *Store) holdGC(ctx context.Context) (release func(), err error) {
-	if err := os.MkdirAll(s.lockDir(), 0o700); err != nil {
-		return nil, err
+	p := cache.LockPath(s.Root, gcLock)
+	l, err := fsutil.LockFile(ctx, p, fsutil.Shared)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", p, err)
 	}
-	l := flock.New(filepath.Join(s.lockDir(), gcLock+".lock"))
-	ok, err := l.TryRLockContext(ctx, lockPoll)
-	if err != nil || !ok {
-		l.Close()
-		if err == nil {
-			err = ctx.Err()
-		}
-		return nil, fmt.Errorf("lock %s: %w", l.Path(), err)
-	}
-	return func() { l.Unlock(); l.Close() }, nil
+	return l.Unlock, nil
 }
 
 // LockGC takes the gc lock exclusively, waiting (until ctx is done) for
@@ -120,7 +115,7 @@ type BlobInfo struct {
 
 // Blobs lists the blobs in the store.
 func (s *Store) Blobs() ([]BlobInfo, error) {
-	dir := filepath.Join(s.Root, "blobs", "sha256")
+	dir := cache.BlobsDir(s.Root, "sha256")
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -167,16 +162,14 @@ func (s *Store) CleanTemp() int64 {
 		if !ok || !ok2 || len(hexd) != 64 {
 			continue
 		}
-		l := flock.New(filepath.Join(s.lockDir(), "blob-"+hexd+".lock"))
-		if got, err := l.TryLock(); err != nil || !got {
-			l.Close()
+		l, err := fsutil.TryLockFile(cache.LockPath(s.Root, "blob-"+hexd), fsutil.Exclusive)
+		if err != nil {
 			continue // a download is writing it
 		}
 		if fi, err := e.Info(); err == nil && os.Remove(filepath.Join(s.tmpDir(), e.Name())) == nil {
 			freed += fi.Size()
 		}
 		l.Unlock()
-		l.Close()
 	}
 	return freed
 }

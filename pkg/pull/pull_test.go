@@ -272,7 +272,7 @@ func TestResolveErrors(t *testing.T) {
 			`image "` + tr.host + `/multi:nope" not found: check the name and tag (xrun resolves short names to docker.io/library/NAME:latest)`},
 		{tr.host + "/nothere", "linux/amd64", ErrNotFound, "not found"},
 		{"UPPER/Case:x", "linux/amd64", ErrInvalidReference, `invalid image reference "UPPER/Case:x": `},
-		{tr.host + "/multi", "linux/amd64", ErrNotCached, "is not in the cache and --pull=never was given"},
+		{tr.host + "/multi", "linux/amd64", ErrNotCached, "image " + tr.host + "/multi for linux/amd64 is not in the cache"},
 	} {
 		opts := testOpts(mustPlatform(t, tt.platform))
 		if tt.want == ErrNotCached {

@@ -76,7 +76,7 @@ func (s *Store) Resolve(ctx context.Context, ref string, opts ...Option) (*Image
 		log.Debug("not in cache", "reason", why)
 	}
 	if o.policy == PullNever {
-		return nil, newError(ErrNotCached, nil, "image %s for %s is not in the cache and --pull=never was given: run `xrun pull --platform %s %s` or use --pull=missing", ref, plat, plat, ref)
+		return nil, &NotCachedError{Ref: ref, Platform: plat}
 	}
 	// One process at a time resolves ref@platform: the others wait, then
 	// find its record (make -j: one manifest request, not N).

@@ -16,8 +16,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gofrs/flock"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/xrun-dev/xrun/pkg/cache"
+	"github.com/xrun-dev/xrun/pkg/fsutil"
 )
 
 // Store is the content-addressed cache of manifests, configs and layer blobs,
@@ -43,9 +45,6 @@ type Store struct {
 // continuously, so an hour without a write means the writer is gone.
 const staleTemp = time.Hour
 
-// lockPoll is how often a waiter retries a blob lock held by another process.
-const lockPoll = 50 * time.Millisecond
-
 // NewStore returns the store rooted at root. Directories are created on first write.
 func NewStore(root string) *Store {
 	return &Store{Root: root}
@@ -53,12 +52,11 @@ func NewStore(root string) *Store {
 
 // BlobPath returns the path of blob h: Root/blobs/<algorithm>/<hex>.
 func (s *Store) BlobPath(h v1.Hash) string {
-	return filepath.Join(s.Root, "blobs", h.Algorithm, h.Hex)
+	return cache.BlobPath(s.Root, h.Algorithm, h.Hex)
 }
 
-func (s *Store) tmpDir() string   { return filepath.Join(s.Root, "blobs", "tmp") }
-func (s *Store) lockDir() string  { return filepath.Join(s.Root, "locks") }
-func (s *Store) indexDir() string { return filepath.Join(s.Root, "index") }
+func (s *Store) tmpDir() string   { return cache.BlobTmpDir(s.Root) }
+func (s *Store) indexDir() string { return cache.IndexDir(s.Root) }
 
 // HasBlob reports whether blob h is in the store.
 func (s *Store) HasBlob(h v1.Hash) bool {
@@ -137,21 +135,7 @@ func (s *Store) putBlobWatch(ctx context.Context, h v1.Hash, open func() (io.Rea
 		return false, nil
 	}
 	s.cleanOnce.Do(s.cleanTemp)
-	if err := os.MkdirAll(filepath.Dir(s.BlobPath(h)), 0o700); err != nil {
-		return false, err
-	}
-	if err := os.MkdirAll(s.tmpDir(), 0o700); err != nil {
-		return false, err
-	}
-	// We hold the blob's lock: any temp file of this blob is left over
-	// from a killed download.
-	prefix := "blob-" + h.Hex + "-"
-	if old, _ := filepath.Glob(filepath.Join(s.tmpDir(), prefix+"*")); len(old) > 0 {
-		for _, f := range old {
-			os.Remove(f)
-		}
-	}
-	tmp, err := os.CreateTemp(s.tmpDir(), prefix+"*")
+	tmp, err := s.createBlobTemp(h)
 	if err != nil {
 		return false, err
 	}
@@ -168,14 +152,49 @@ func (s *Store) putBlobWatch(ctx context.Context, h v1.Hash, open func() (io.Rea
 		w.progress = noProgress{}
 	}
 	hasher := sha256.New()
+	if err := download(ctx, h, tmp, hasher, open, w); err != nil {
+		return false, err
+	}
+	if got := hashOf(hasher); got != h {
+		return false, fmt.Errorf("%w: got %s, want %s", errDigestMismatch, got, h)
+	}
+	if err := s.commitBlob(tmp, h); err != nil {
+		return false, err
+	}
+	tmp = nil
+	return true, nil
+}
+
+// createBlobTemp creates the temp file blob h is downloaded into, in
+// blobs/tmp, having removed what a killed download of h left there (the
+// caller holds h's lock).
+func (s *Store) createBlobTemp(h v1.Hash) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(s.BlobPath(h)), 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(s.tmpDir(), 0o700); err != nil {
+		return nil, err
+	}
+	prefix := "blob-" + h.Hex + "-"
+	if old, _ := filepath.Glob(filepath.Join(s.tmpDir(), prefix+"*")); len(old) > 0 {
+		for _, f := range old {
+			os.Remove(f)
+		}
+	}
+	return os.CreateTemp(s.tmpDir(), prefix+"*")
+}
+
+// download copies blob h from open into tmp and hasher, resuming a body
+// cut short by a transient error up to w.attempts times.
+func download(ctx context.Context, h v1.Hash, tmp *os.File, hasher hash.Hash, open func() (io.ReadCloser, error), w blobWatch) error {
 	var written int64
 	for attempt := 1; ; attempt++ {
 		err := copyBlob(ctx, tmp, hasher, &written, open, w)
 		if err == nil {
-			break
+			return nil
 		}
 		if attempt >= max(w.attempts, 1) || !bodyTransient(err) || ctx.Err() != nil {
-			return false, err
+			return err
 		}
 		if w.log != nil {
 			w.log("download interrupted; resuming", "blob", h, "at", written, "attempt", attempt+1, "err", err)
@@ -183,30 +202,28 @@ func (s *Store) putBlobWatch(ctx context.Context, h v1.Hash, open func() (io.Rea
 		select {
 		case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
 		case <-ctx.Done():
-			return false, ctx.Err()
+			return ctx.Err()
 		}
 	}
-	if got := hashOf(hasher); got != h {
-		return false, fmt.Errorf("%w: got %s, want %s", errDigestMismatch, got, h)
-	}
+}
+
+// commitBlob makes the verified download tmp the blob h: read-only,
+// synced, renamed into place, its directory synced. It closes tmp.
+func (s *Store) commitBlob(tmp *os.File, h v1.Hash) error {
 	if err := tmp.Chmod(0o444); err != nil {
-		return false, err
+		return err
 	}
 	if err := tmp.Sync(); err != nil {
-		return false, err
+		return err
 	}
 	if err := tmp.Close(); err != nil {
-		return false, err
+		return err
 	}
 	if err := os.Rename(tmp.Name(), s.BlobPath(h)); err != nil {
-		return false, err
+		return err
 	}
-	tmp = nil
-	if d, err := os.Open(filepath.Dir(s.BlobPath(h))); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return true, nil
+	fsutil.SyncDir(filepath.Dir(s.BlobPath(h)))
+	return nil
 }
 
 // copyBlob appends the blob's bytes to tmp, which already holds *written
@@ -222,7 +239,7 @@ func copyBlob(ctx context.Context, tmp *os.File, hasher hash.Hash, written *int6
 	// A body that stalls fails with *idleError (see guardTransport), a
 	// timeout: bodyTransient, so the download resumes.
 	defer rc.Close()
-	r := io.Reader(ctxReader{ctx, rc})
+	r := fsutil.ContextReader(ctx, rc)
 	if *written > 0 {
 		hasher.Reset()
 		if _, err := io.Copy(hasher, io.NewSectionReader(tmp, 0, *written)); err != nil {
@@ -259,37 +276,16 @@ func hashOf(h hash.Hash) v1.Hash {
 	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}
 }
 
-// ctxReader stops a copy when ctx is cancelled.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
 // lock takes the exclusive flock Root/locks/<name>.lock, waiting until ctx
 // is done. flock locks belong to the open file, so goroutines of one process
 // exclude each other too.
 func (s *Store) lock(ctx context.Context, name string) (unlock func(), err error) {
-	if err := os.MkdirAll(s.lockDir(), 0o700); err != nil {
-		return nil, err
-	}
-	l := flock.New(filepath.Join(s.lockDir(), name+".lock"))
-	ok, err := l.TryLockContext(ctx, lockPoll)
+	p := cache.LockPath(s.Root, name)
+	l, err := fsutil.LockFile(ctx, p, fsutil.Exclusive)
 	if err != nil {
-		l.Close()
-		return nil, fmt.Errorf("lock %s: %w", l.Path(), err)
+		return nil, fmt.Errorf("lock %s: %w", p, err)
 	}
-	if !ok {
-		l.Close()
-		return nil, fmt.Errorf("lock %s: %w", l.Path(), ctx.Err())
-	}
-	return func() { l.Unlock(); l.Close() }, nil
+	return l.Unlock, nil
 }
 
 // cleanTemp removes files in blobs/tmp and index/ left by interrupted writes
@@ -361,32 +357,5 @@ func (s *Store) writeRecord(r *record) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(s.recordPath(r.Ref, r.Platform), ".tmp-*", append(b, '\n'), 0o600)
-}
-
-// writeFileAtomic writes data to path with mode perm through a temporary
-// file (named by pattern) in the same directory, synced, then renamed into
-// place: a reader sees the old file or the whole new one, never a part.
-func writeFileAtomic(path, pattern string, data []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), pattern)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return fsutil.WriteFileAtomic(s.recordPath(r.Ref, r.Platform), ".tmp-*", append(b, '\n'), 0o600)
 }

@@ -93,8 +93,8 @@ func (s *Store) Stream(ctx context.Context, img *Image, opts ...Option) (*Stream
 	}
 	if len(missing) > 0 && o.policy == PullNever {
 		l := img.Layers[missing[0]]
-		return nil, newError(ErrNotCached, nil, "layer %d/%d (%s) of %s is not in the cache and --pull=never was given: run `xrun pull --platform %s %s` or use --pull=missing",
-			missing[0]+1, len(img.Layers), l.Digest, img.Ref, PlatformString(img.Platform), img.Ref)
+		return nil, &NotCachedError{Ref: img.Ref, Platform: PlatformString(img.Platform),
+			Layer: fmt.Sprintf("%d/%d (%s)", missing[0]+1, len(img.Layers), l.Digest)}
 	}
 	st.ctx, st.cancel = context.WithCancel(ctx)
 	if len(missing) == 0 {

@@ -12,8 +12,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gofrs/flock"
 	"golang.org/x/sys/unix"
+
+	"github.com/xrun-dev/xrun/pkg/cache"
+	"github.com/xrun-dev/xrun/pkg/fsutil"
+	"github.com/xrun-dev/xrun/pkg/userns"
 )
 
 // Cache keeps unpacked images at Root/rootfs/<key>/ (key = manifest digest
@@ -23,12 +26,9 @@ import (
 // the same key unpack it once.
 type Cache struct {
 	Root string
-	// Remover, when set, removes a tree that RemoveAll could not remove
-	// for lack of permission: an image unpacked with its owners
-	// (Options.Chown in a user namespace) holds files and 0700
-	// directories owned by subordinate ids. It is used by Remove,
-	// TryRemove, CleanTemp and Ensure's clean-up.
-	Remover func(dir string) error
+
+	// removeInNS, when set, replaces userns.Remove (tests).
+	removeInNS func(dir string) error
 }
 
 // NewCache returns a cache rooted at root (created on first Ensure).
@@ -36,15 +36,9 @@ func NewCache(root string) *Cache { return &Cache{Root: root} }
 
 const tmpPrefix = ".tmp-"
 
-// lockPollInterval is how often a waiter retries the flock (gofrs/flock has
-// no blocking lock that honours a context).
-const lockPollInterval = 25 * time.Millisecond
+func (c *Cache) rootfsDir() string { return cache.RootfsDir(c.Root) }
 
-func (c *Cache) rootfsDir() string { return filepath.Join(c.Root, "rootfs") }
-
-func (c *Cache) lockPath(key string) string {
-	return filepath.Join(c.Root, "locks", "rootfs-"+key+".lock")
-}
+func (c *Cache) lockPath(key string) string { return cache.LockPath(c.Root, "rootfs-"+key) }
 
 // Path returns Root/rootfs/<key>, whether or not it exists.
 func (c *Cache) Path(key string) string { return filepath.Join(c.rootfsDir(), key) }
@@ -144,11 +138,15 @@ func (c *Cache) Ensure(ctx context.Context, key string, layers []Layer, opts Opt
 	return dst, nil
 }
 
-// fill unpacks layers into the empty temp dir tmp, with opts.Unpacker if
-// set, else (or if it is unavailable) in-process.
+// fill unpacks layers into the empty temp dir tmp, in a user namespace
+// with opts.InUserNS, else (or if that is unavailable) in-process.
 func fill(ctx context.Context, tmp string, layers []Layer, opts Options) (Stats, error) {
-	if opts.Unpacker != nil {
-		st, err := opts.Unpacker(ctx, tmp, layers, opts)
+	if opts.InUserNS {
+		unpack := opts.unpacker
+		if unpack == nil {
+			unpack = unpackInUserNS
+		}
+		st, err := unpack(ctx, tmp, layers, opts)
 		if !errors.Is(err, ErrUnpackerUnavailable) {
 			if err == nil {
 				logSkipped(opts.Logger, st)
@@ -168,7 +166,7 @@ func fill(ctx context.Context, tmp string, layers []Layer, opts Options) (Stats,
 // should be empty), with one unpacker: a directory made 0555 by one layer
 // stays writable for the next. The root gets mode 0755 unless a layer has
 // a "./" entry. It is what Cache.Ensure does in-process, for an
-// Options.Unpacker running elsewhere (another process, a user namespace).
+// unpacker running elsewhere (another process, a user namespace).
 func UnpackLayers(ctx context.Context, dir string, layers []Layer, opts Options) (Stats, error) {
 	opts, err := opts.fill()
 	if err != nil {
@@ -213,21 +211,14 @@ func publish(tmp, dst string) error {
 	if err := os.Rename(tmp, dst); err != nil {
 		return err
 	}
-	if d, err := os.Open(filepath.Dir(dst)); err == nil {
-		d.Sync()
-		d.Close()
-	}
+	fsutil.SyncDir(filepath.Dir(dst))
 	return nil
 }
 
-func (c *Cache) lock(ctx context.Context, key string) (*flock.Flock, error) {
-	lk := flock.New(c.lockPath(key), flock.SetPermissions(0o600))
-	ok, err := lk.TryLockContext(ctx, lockPollInterval)
+func (c *Cache) lock(ctx context.Context, key string) (*fsutil.Lock, error) {
+	lk, err := fsutil.LockFile(ctx, c.lockPath(key), fsutil.Exclusive)
 	if err != nil {
 		return nil, fmt.Errorf("lock rootfs %s: %w", key, err)
-	}
-	if !ok {
-		return nil, fmt.Errorf("lock rootfs %s: %w", key, ctx.Err())
 	}
 	return lk, nil
 }
@@ -250,10 +241,9 @@ func (c *Cache) removeStale(key string, opts Options) {
 		}
 		k := rest[:i]
 		p := filepath.Join(c.rootfsDir(), e.Name())
-		var lk *flock.Flock
+		var lk *fsutil.Lock
 		if k != key {
-			lk = flock.New(c.lockPath(k), flock.SetPermissions(0o600))
-			if ok, err := lk.TryLock(); err != nil || !ok {
+			if lk, err = fsutil.TryLockFile(c.lockPath(k), fsutil.Exclusive); err != nil {
 				continue // in use
 			}
 		}
@@ -308,16 +298,23 @@ func (c *Cache) removeLocked(key string) error {
 }
 
 // removeAll is RemoveAll; tests make it refuse.
-var removeAll = RemoveAll
+var removeAll = fsutil.RemoveAll
 
-// removeTree is RemoveAll, then c.Remover for what permissions kept
-// RemoveAll from removing.
+// removeTree is RemoveAll, then, for what permissions kept RemoveAll from
+// removing, userns.Remove: an image unpacked with its owners
+// (Options.InUserNS) holds files and 0700 directories owned by
+// subordinate ids. It is used by Remove, TryRemove, CleanTemp and
+// Ensure's clean-up.
 func (c *Cache) removeTree(p string) error {
 	err := removeAll(p)
-	if err == nil || c.Remover == nil || !errors.Is(err, fs.ErrPermission) {
+	if err == nil || !errors.Is(err, fs.ErrPermission) {
 		return err
 	}
-	if rerr := c.Remover(p); rerr != nil {
+	remove := c.removeInNS
+	if remove == nil {
+		remove = userns.Remove
+	}
+	if rerr := remove(p); rerr != nil {
 		return fmt.Errorf("%w; then: %v", err, rerr)
 	}
 	return nil

@@ -16,6 +16,8 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/xrun-dev/xrun/pkg/fsutil"
 )
 
 const testKey = "0123abcd"
@@ -58,7 +60,7 @@ func blobLayer(name string, tarb, blob []byte, mediaType string, opens *atomic.I
 
 func newCache(t *testing.T) *Cache {
 	c := NewCache(t.TempDir())
-	t.Cleanup(func() { RemoveAll(filepath.Join(c.Root, "rootfs")) })
+	t.Cleanup(func() { fsutil.RemoveAll(filepath.Join(c.Root, "rootfs")) })
 	return c
 }
 
@@ -259,7 +261,7 @@ func TestEnsureRemovesStaleTmp(t *testing.T) {
 			t.Errorf("%s: gone = %v, want %v", filepath.Base(p), gone, wantGone)
 		}
 	}
-	RemoveAll(busy)
+	fsutil.RemoveAll(busy)
 }
 
 func TestCacheRemove(t *testing.T) {
@@ -296,7 +298,7 @@ func TestRemoveAll(t *testing.T) {
 		os.Chmod(filepath.Join(p, d), 0)
 	}
 	os.Chmod(filepath.Join(p, "x"), 0o555)
-	if err := RemoveAll(p); err != nil {
+	if err := fsutil.RemoveAll(p); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
@@ -305,12 +307,12 @@ func TestRemoveAll(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(base, "outside")); string(b) != "o" {
 		t.Errorf("outside file = %q, %v", b, err)
 	}
-	if err := RemoveAll(p); err != nil {
+	if err := fsutil.RemoveAll(p); err != nil {
 		t.Errorf("RemoveAll of a missing path = %v", err)
 	}
 	for _, bad := range []string{"/", ".", ""} {
-		if err := RemoveAll(bad); err == nil {
-			t.Errorf("RemoveAll(%q) = nil, want refusal", bad)
+		if err := fsutil.RemoveAll(bad); err == nil {
+			t.Errorf("fsutil.RemoveAll(%q) = nil, want refusal", bad)
 		}
 	}
 }

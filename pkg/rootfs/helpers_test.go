@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/xrun-dev/xrun/pkg/fsutil"
 )
 
 // ent is one tar entry for mkLayer.
@@ -99,8 +101,8 @@ func newRoot(t testing.TB) (base, root string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := RemoveAll(root); err != nil {
-			t.Errorf("RemoveAll(%s): %v", root, err)
+		if err := fsutil.RemoveAll(root); err != nil {
+			t.Errorf("fsutil.RemoveAll(%s): %v", root, err)
 		}
 	})
 	return base, root

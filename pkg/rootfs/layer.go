@@ -14,6 +14,8 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/xrun-dev/xrun/pkg/fsutil"
 )
 
 var (
@@ -29,19 +31,9 @@ func (u *unpacker) applyLayer(ctx context.Context, l Layer) error {
 	if strings.Contains(l.MediaType, "encrypted") {
 		return fmt.Errorf("unsupported media type %q", l.MediaType)
 	}
-	var h hash.Hash
-	var wantHex string
-	if l.DiffID != "" {
-		alg, hx, ok := strings.Cut(l.DiffID, ":")
-		switch {
-		case ok && alg == "sha256":
-			h = sha256.New()
-		case ok && alg == "sha512":
-			h = sha512.New()
-		default:
-			return fmt.Errorf("unsupported diffid %q", l.DiffID)
-		}
-		wantHex = hx
+	h, wantHex, err := diffIDHash(l.DiffID)
+	if err != nil {
+		return err
 	}
 	if l.Open == nil {
 		return fmt.Errorf("[internal error] layer has no Open func")
@@ -53,29 +45,11 @@ func (u *unpacker) applyLayer(ctx context.Context, l Layer) error {
 	defer rc.Close()
 
 	br := bufio.NewReaderSize(rc, 64<<10)
-	magic, _ := br.Peek(6) // short or empty blobs are plain (empty) tars
-	var r io.Reader = br
-	comp := "none"
-	switch {
-	case bytes.HasPrefix(magic, magicGzip):
-		comp = "gzip"
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return fmt.Errorf("gzip: %w", err)
-		}
-		defer zr.Close()
-		r = zr
-	case bytes.HasPrefix(magic, magicZstd):
-		comp = "zstd"
-		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
-		if err != nil {
-			return fmt.Errorf("zstd: %w", err)
-		}
-		defer zr.Close()
-		r = zr
-	case bytes.HasPrefix(magic, magicBzip2), bytes.HasPrefix(magic, magicXz):
-		return fmt.Errorf("unsupported compression (bzip2/xz) for media type %q", l.MediaType)
+	r, comp, closeDecomp, err := Decompress(br, l.MediaType)
+	if err != nil {
+		return err
 	}
+	defer closeDecomp()
 	declared := "none"
 	for _, c := range []string{"gzip", "zstd"} {
 		if strings.Contains(l.MediaType, c) {
@@ -126,23 +100,51 @@ func (u *unpacker) applyLayer(ctx context.Context, l Layer) error {
 	// reading a download in progress) reports a digest mismatch, or any
 	// failure of the download, only there, and the layer must not count
 	// as applied before that.
-	if _, err := io.Copy(io.Discard, ctxReader{ctx, br}); err != nil {
+	if _, err := io.Copy(io.Discard, fsutil.ContextReader(ctx, br)); err != nil {
 		return fmt.Errorf("read blob: %w", err)
 	}
 	return nil
 }
 
-// ctxReader stops a read loop when ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
+// diffIDHash returns the hash that checks diffID ("sha256:..." or
+// "sha512:...") and the hex digest it must give; nil for an empty diffID.
+func diffIDHash(diffID string) (hash.Hash, string, error) {
+	if diffID == "" {
+		return nil, "", nil
+	}
+	alg, hx, ok := strings.Cut(diffID, ":")
+	switch {
+	case ok && alg == "sha256":
+		return sha256.New(), hx, nil
+	case ok && alg == "sha512":
+		return sha512.New(), hx, nil
+	}
+	return nil, "", fmt.Errorf("unsupported diffid %q", diffID)
 }
 
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
+// Decompress returns the tar stream of the layer blob br, decompressed as
+// its magic bytes say (gzip, zstd, else plain; bzip2 and xz are refused),
+// the compression's name, and the function that frees the decompressor.
+// mediaType is only for the error message.
+func Decompress(br *bufio.Reader, mediaType string) (io.Reader, string, func(), error) {
+	magic, _ := br.Peek(6) // short or empty blobs are plain (empty) tars
+	switch {
+	case bytes.HasPrefix(magic, magicGzip):
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, "", nil, fmt.Errorf("gzip: %w", err)
+		}
+		return zr, "gzip", func() { zr.Close() }, nil
+	case bytes.HasPrefix(magic, magicZstd):
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, "", nil, fmt.Errorf("zstd: %w", err)
+		}
+		return zr, "zstd", zr.Close, nil
+	case bytes.HasPrefix(magic, magicBzip2), bytes.HasPrefix(magic, magicXz):
+		return nil, "", nil, fmt.Errorf("unsupported compression (bzip2/xz) for media type %q", mediaType)
 	}
-	return c.r.Read(p)
+	return br, "none", func() {}, nil
 }
 
 // readAhead reads its source in a goroutine into a few recycled buffers,

@@ -14,6 +14,10 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xrun-dev/xrun/internal/testutil"
+	"github.com/xrun-dev/xrun/pkg/fsutil"
+	"github.com/xrun-dev/xrun/pkg/userns"
 )
 
 // owned returns e with owner uid:gid.
@@ -155,7 +159,7 @@ func TestUnpackChownUnmapped(t *testing.T) {
 	m := []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 65537}}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER, UidMappings: m, GidMappings: m}
 	if out, err := cmd.CombinedOutput(); err != nil {
-		skipOrFail(t, fmt.Sprintf("unpack in a user namespace: %v\n%s", err, out))
+		testutil.SkipOrFail(t, "%s", fmt.Sprintf("unpack in a user namespace: %v\n%s", err, out))
 	}
 	got := ownersOf(t, root, ownerPaths...)
 	for p, w := range map[string]ownerInfo{
@@ -189,7 +193,7 @@ func TestUnpackRedeclaredDirXattr(t *testing.T) {
 	}
 }
 
-// TestEnsureUnpacker: Ensure fills the temp dir with Options.Unpacker,
+// TestEnsureUnpacker: with InUserNS, Ensure fills the temp dir with its unpacker,
 // publishes what it wrote and its stats, and falls back to the in-process
 // unpacker when it is unavailable.
 func TestEnsureUnpacker(t *testing.T) {
@@ -204,7 +208,7 @@ func TestEnsureUnpacker(t *testing.T) {
 			}
 			return Stats{Files: 1, Bytes: 9}, os.WriteFile(filepath.Join(dir, "f"), []byte("unpacker\n"), 0o644)
 		}
-		dir, err := c.Ensure(t.Context(), testKey, []Layer{blobLayer("x", b, b, "", nil)}, Options{Unpacker: un})
+		dir, err := c.Ensure(t.Context(), testKey, []Layer{blobLayer("x", b, b, "", nil)}, Options{InUserNS: true, unpacker: un})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -222,7 +226,7 @@ func TestEnsureUnpacker(t *testing.T) {
 		un := func(context.Context, string, []Layer, Options) (Stats, error) {
 			return Stats{}, fmt.Errorf("%w: no range", ErrUnpackerUnavailable)
 		}
-		dir, err := c.Ensure(t.Context(), testKey, []Layer{blobLayer("x", b, b, "", &opens)}, Options{Unpacker: un})
+		dir, err := c.Ensure(t.Context(), testKey, []Layer{blobLayer("x", b, b, "", &opens)}, Options{InUserNS: true, unpacker: un})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -234,15 +238,15 @@ func TestEnsureUnpacker(t *testing.T) {
 
 // TestEnsureUnpackerFails: a failing unpacker publishes nothing and leaves
 // no temp dir; what RemoveAll is refused (files of subordinate ids) goes to
-// the cache's Remover, in Ensure's clean-up and in Remove.
+// the cache's removal in a user namespace, in Ensure's clean-up and in Remove.
 func TestEnsureUnpackerFails(t *testing.T) {
 	b := mkLayer(t, reg("f", "x", 0o644))
 	boom := errors.New("boom")
 	c := newCache(t)
 	var removed []string
-	c.Remover = func(dir string) error {
+	c.removeInNS = func(dir string) error {
 		removed = append(removed, filepath.Base(dir))
-		return RemoveAll(dir)
+		return fsutil.RemoveAll(dir)
 	}
 	// RemoveAll refuses trees holding a file named "foreign", as it would
 	// one owned by a subordinate id.
@@ -258,7 +262,7 @@ func TestEnsureUnpackerFails(t *testing.T) {
 		os.WriteFile(filepath.Join(dir, "foreign"), []byte("x"), 0o644)
 		return Stats{}, boom
 	}
-	_, err := c.Ensure(t.Context(), testKey, []Layer{blobLayer("x", b, b, "", nil)}, Options{Unpacker: un})
+	_, err := c.Ensure(t.Context(), testKey, []Layer{blobLayer("x", b, b, "", nil)}, Options{InUserNS: true, unpacker: un})
 	if !errors.Is(err, boom) {
 		t.Fatalf("Ensure error = %v, want boom", err)
 	}
@@ -267,32 +271,32 @@ func TestEnsureUnpackerFails(t *testing.T) {
 	}
 	assertNoTmp(t, c)
 	if len(removed) != 1 || !strings.HasPrefix(removed[0], tmpPrefix+testKey+"-") {
-		t.Errorf("Remover calls: %q", removed)
+		t.Errorf("namespace removals: %q", removed)
 	}
 
-	// Published, then removed: the Remover finishes the job.
+	// Published, then removed: the removal in a namespace finishes the job.
 	removed = nil
 	un = func(ctx context.Context, dir string, layers []Layer, opts Options) (Stats, error) {
 		return Stats{}, os.WriteFile(filepath.Join(dir, "foreign"), []byte("x"), 0o644)
 	}
-	if _, err := c.Ensure(t.Context(), testKey, []Layer{blobLayer("x", b, b, "", nil)}, Options{Unpacker: un}); err != nil {
+	if _, err := c.Ensure(t.Context(), testKey, []Layer{blobLayer("x", b, b, "", nil)}, Options{InUserNS: true, unpacker: un}); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Remove(testKey); err != nil {
 		t.Fatalf("Remove: %v", err)
 	}
 	if c.Has(testKey) || len(removed) != 1 {
-		t.Errorf("after Remove: published %v, Remover calls %q", c.Has(testKey), removed)
+		t.Errorf("after Remove: published %v, namespace removals %q", c.Has(testKey), removed)
 	}
 	assertNoTmp(t, c)
 
-	// Without a Remover the refusal is the error, and nothing is published.
-	c.Remover = nil
-	if _, err := c.Ensure(t.Context(), testKey, []Layer{blobLayer("x", b, b, "", nil)}, Options{Unpacker: un}); err != nil {
+	// When that removal fails too, the refusal is the error.
+	c.removeInNS = func(string) error { return userns.ErrNotServed }
+	if _, err := c.Ensure(t.Context(), testKey, []Layer{blobLayer("x", b, b, "", nil)}, Options{InUserNS: true, unpacker: un}); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Remove(testKey); !errors.Is(err, os.ErrPermission) {
-		t.Errorf("Remove without Remover = %v, want a permission error", err)
+		t.Errorf("Remove without a namespace = %v, want a permission error", err)
 	}
 	removeAll = orig
 	c.CleanTemp()

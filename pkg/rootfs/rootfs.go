@@ -44,24 +44,28 @@ type Options struct {
 	MaxDirs int64
 	// Chown gives every entry the uid and gid of its tar header (lchown).
 	// It is meant for an unpacker that is root in a user namespace mapping
-	// the image's ids (see Unpacker): there the files keep the image's
+	// the image's ids (see InUserNS): there the files keep the image's
 	// owners. An owner that cannot be applied (an id the namespace does not
 	// map, EINVAL; no privilege, EPERM) never fails the unpack: it is
 	// recorded in the user.rootlesscontainers xattr instead, as without
 	// Chown, where every entry belongs to the unpacking user.
 	Chown bool
-	// Unpacker, when set, fills Cache.Ensure's temp dir instead of the
-	// in-process unpacker (under the same lock, published by the same
-	// rename, removed the same way on failure). It must apply layers in
-	// order as UnpackLayers does. If it returns an error matching
-	// ErrUnpackerUnavailable, it must not have opened any layer, and
-	// Ensure unpacks in-process.
-	Unpacker Unpacker
+	// InUserNS makes Cache.Ensure fill its temp dir from a helper process
+	// in a user namespace with a run's id mappings, with Chown, so that
+	// files keep the image's owners (see unpackInUserNS); under the same
+	// lock, published by the same rename, removed the same way on
+	// failure. Where that helper cannot run (no subordinate id range, a
+	// program that does not serve it), Ensure unpacks in-process.
+	InUserNS bool
+
+	// unpacker, when set, replaces unpackInUserNS for InUserNS (tests).
+	unpacker unpackerFunc
 }
 
-// Unpacker fills the empty directory dir with layers, in order, as
-// UnpackLayers does (opts is Ensure's, filled). See Options.Unpacker.
-type Unpacker func(ctx context.Context, dir string, layers []Layer, opts Options) (Stats, error)
+// unpackerFunc fills the empty directory dir with layers, in order, as
+// UnpackLayers does (opts is Ensure's, filled). If it returns an error
+// matching ErrUnpackerUnavailable, it must not have opened any layer.
+type unpackerFunc func(ctx context.Context, dir string, layers []Layer, opts Options) (Stats, error)
 
 // fill sets the defaults of the zero fields, reading the limits' environment
 // variables; a malformed one is an error.
@@ -129,7 +133,8 @@ var (
 	ErrNotFound = errors.New("rootfs not found")
 	// ErrInvalidKey is wrapped when a cache key is not a plain [A-Za-z0-9_] name.
 	ErrInvalidKey = errors.New("invalid rootfs key")
-	// ErrUnpackerUnavailable is wrapped by an Options.Unpacker that cannot
-	// run here (e.g. no subordinate id range): Ensure then unpacks in-process.
+	// ErrUnpackerUnavailable is wrapped when Options.InUserNS cannot be
+	// honoured here (e.g. no subordinate id range): Ensure then unpacks
+	// in-process.
 	ErrUnpackerUnavailable = errors.New("unpacker unavailable")
 )

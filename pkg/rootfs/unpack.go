@@ -16,6 +16,8 @@ import (
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"golang.org/x/sys/unix"
+
+	"github.com/xrun-dev/xrun/pkg/fsutil"
 )
 
 const (
@@ -160,42 +162,14 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 	if strings.HasPrefix(base, whiteoutPrefix) {
 		return u.whiteout(dir, base)
 	}
-	switch hdr.Typeflag {
-	case tar.TypeReg, tar.TypeDir, tar.TypeSymlink, tar.TypeLink, tar.TypeFifo:
-	case tar.TypeChar, tar.TypeBlock:
-		u.stats.SkippedDevices++
-		return nil
-	default:
-		u.stats.SkippedOther++
-		u.log.Debug("skipping tar entry of unknown type", "entry", hdr.Name, "type", string(hdr.Typeflag))
+	if u.skipped(hdr) {
 		return nil
 	}
-	if hdr.Typeflag == tar.TypeReg {
-		if hdr.Size < 0 {
-			return fmt.Errorf("negative size %d", hdr.Size)
-		}
-		u.layerSz += hdr.Size
-		if u.layerSz > u.opts.MaxBytes || u.layerSz < 0 {
-			return layerSizeError(u.opts.MaxBytes)
-		}
-		u.totalSz += hdr.Size
-		if u.totalSz > u.opts.MaxTotalBytes || u.totalSz < 0 {
-			return imageSizeError(u.opts.MaxTotalBytes)
-		}
+	if err := u.countSize(hdr); err != nil {
+		return err
 	}
 	if rel == "" {
-		// The root keeps the unpacking user as owner (the cache must be
-		// able to rename and remove it), and no xattr: only its mode and
-		// times are applied.
-		if hdr.Typeflag != tar.TypeDir {
-			return unsafeErr("refusing to replace the root with a non-directory")
-		}
-		var st unix.Stat_t
-		if err := unix.Fstat(u.rootFD, &st); err != nil {
-			return err
-		}
-		u.stats.Dirs++
-		return u.setPending("", st.Ino, hdr)
+		return u.rootEntry(hdr)
 	}
 
 	pfd, pino, err := u.ensureDir(dir)
@@ -230,102 +204,188 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 	}
 
 	if exists && !(hdr.Typeflag == tar.TypeDir && isDirMode(st.Mode)) {
-		if err := removeAllAt(pfd, base); err != nil {
+		if err := fsutil.RemoveAllAt(pfd, base); err != nil {
 			return fmt.Errorf("remove existing entry: %w", err)
 		}
 	}
 
-	mode := uint32(hdr.Mode) & 0o7777
 	switch hdr.Typeflag {
 	case tar.TypeDir:
-		if !exists || !isDirMode(st.Mode) {
-			if err := unix.Mkdirat(pfd, base, 0o700); err != nil {
-				return err
-			}
-		}
-		fd, err := openDirAt(pfd, base)
-		if err != nil {
-			return err
-		}
-		var dst unix.Stat_t
-		err = unix.Fstat(fd, &dst)
-		owned := false
-		if err == nil {
-			// Before makeWritable and finish's chmod: chown clears setgid.
-			owned = u.applyOwner(fd, -1, "", hdr)
-			err = u.makeWritable(fd, &dst, rel)
-		}
-		if err == nil {
-			err = u.setXattrs(fd, hdr, owned, exists && isDirMode(st.Mode))
-		}
-		unix.Close(fd)
-		if err != nil {
-			return err
-		}
-		if err := u.setPending(rel, dst.Ino, hdr); err != nil {
-			return err
-		}
-		u.stats.Dirs++
+		err = u.createDir(pfd, base, rel, hdr, exists && isDirMode(st.Mode))
 	case tar.TypeReg:
-		fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-		if err != nil {
-			return err
-		}
-		f := os.NewFile(uintptr(fd), rel)
-		n, err := io.Copy(f, r)
-		if err == nil {
-			err = u.setXattrs(fd, hdr, u.applyOwner(fd, -1, "", hdr), false)
-		}
-		if err == nil {
-			// After the write, the owner (chown clears setuid and setgid)
-			// and the xattrs (user xattrs need write permission), so
-			// setuid bits survive and 0444 is no obstacle.
-			err = unix.Fchmod(fd, mode)
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return err
-		}
-		u.stats.Bytes += n
-		if err := setTimes(pfd, base, hdr); err != nil {
-			return err
-		}
-		u.stats.Files++
+		err = u.createFile(pfd, base, rel, hdr, r)
 	case tar.TypeSymlink:
-		// The target is stored verbatim and never followed by us.
-		if err := unix.Symlinkat(hdr.Linkname, pfd, base); err != nil {
-			return err
-		}
-		// A symlink cannot hold a user xattr: an owner that cannot be
-		// applied is lost (it matters to nobody: symlink permissions are
-		// never checked).
-		u.applyOwner(-1, pfd, base, hdr)
-		if err := setTimes(pfd, base, hdr); err != nil {
-			return err
-		}
-		u.stats.Symlinks++
+		err = u.createSymlink(pfd, base, hdr)
 	case tar.TypeLink:
-		// Flags 0: a link to a symlink links the symlink itself.
-		if err := unix.Linkat(target.dfd, target.base, pfd, base, 0); err != nil {
-			return fmt.Errorf("hardlink to %q: %w", hdr.Linkname, err)
-		}
-		u.stats.Hardlinks++
+		err = u.createLink(target, pfd, base, hdr)
 	case tar.TypeFifo:
-		if err := unix.Mknodat(pfd, base, unix.S_IFIFO|0o600, 0); err != nil {
-			return err
-		}
-		u.applyOwner(-1, pfd, base, hdr)
-		if err := unix.Fchmodat(pfd, base, mode, 0); err != nil {
-			return err
-		}
-		if err := setTimes(pfd, base, hdr); err != nil {
-			return err
-		}
-		u.stats.Fifos++
+		err = u.createFifo(pfd, base, hdr)
+	}
+	if err != nil {
+		return err
 	}
 	u.added[u.key(pino, base)] = struct{}{}
+	return nil
+}
+
+// skipped reports whether hdr is of a type that is not unpacked (and
+// counts it): device nodes cannot be created rootless, unknown types are
+// ignored.
+func (u *unpacker) skipped(hdr *tar.Header) bool {
+	switch hdr.Typeflag {
+	case tar.TypeReg, tar.TypeDir, tar.TypeSymlink, tar.TypeLink, tar.TypeFifo:
+		return false
+	case tar.TypeChar, tar.TypeBlock:
+		u.stats.SkippedDevices++
+		return true
+	}
+	u.stats.SkippedOther++
+	u.log.Debug("skipping tar entry of unknown type", "entry", hdr.Name, "type", string(hdr.Typeflag))
+	return true
+}
+
+// countSize adds a regular file's size to the layer's and the image's,
+// and fails when either goes over its limit.
+func (u *unpacker) countSize(hdr *tar.Header) error {
+	if hdr.Typeflag != tar.TypeReg {
+		return nil
+	}
+	if hdr.Size < 0 {
+		return fmt.Errorf("negative size %d", hdr.Size)
+	}
+	u.layerSz += hdr.Size
+	if u.layerSz > u.opts.MaxBytes || u.layerSz < 0 {
+		return layerSizeError(u.opts.MaxBytes)
+	}
+	u.totalSz += hdr.Size
+	if u.totalSz > u.opts.MaxTotalBytes || u.totalSz < 0 {
+		return imageSizeError(u.opts.MaxTotalBytes)
+	}
+	return nil
+}
+
+// rootEntry applies an entry for the root itself. The root keeps the
+// unpacking user as owner (the cache must be able to rename and remove
+// it), and no xattr: only its mode and times are applied.
+func (u *unpacker) rootEntry(hdr *tar.Header) error {
+	if hdr.Typeflag != tar.TypeDir {
+		return unsafeErr("refusing to replace the root with a non-directory")
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(u.rootFD, &st); err != nil {
+		return err
+	}
+	u.stats.Dirs++
+	return u.setPending("", st.Ino, hdr)
+}
+
+// createDir creates the directory base in pfd (unless existed: it is
+// one already) and applies hdr to it; its mode and times are applied at
+// the end of the unpack (see setPending).
+func (u *unpacker) createDir(pfd int, base, rel string, hdr *tar.Header, existed bool) error {
+	if !existed {
+		if err := unix.Mkdirat(pfd, base, 0o700); err != nil {
+			return err
+		}
+	}
+	fd, err := fsutil.OpenDirAt(pfd, base)
+	if err != nil {
+		return err
+	}
+	var dst unix.Stat_t
+	err = unix.Fstat(fd, &dst)
+	owned := false
+	if err == nil {
+		// Before makeWritable and finish's chmod: chown clears setgid.
+		owned = u.applyOwner(fd, -1, "", hdr)
+		err = u.makeWritable(fd, &dst, rel)
+	}
+	if err == nil {
+		err = u.setXattrs(fd, hdr, owned, existed)
+	}
+	unix.Close(fd)
+	if err != nil {
+		return err
+	}
+	if err := u.setPending(rel, dst.Ino, hdr); err != nil {
+		return err
+	}
+	u.stats.Dirs++
+	return nil
+}
+
+// createFile creates the regular file base in pfd (O_EXCL, never through
+// a symlink) with the content r.
+func (u *unpacker) createFile(pfd int, base, rel string, hdr *tar.Header, r io.Reader) error {
+	fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return err
+	}
+	f := os.NewFile(uintptr(fd), rel)
+	n, err := io.Copy(f, r)
+	if err == nil {
+		err = u.setXattrs(fd, hdr, u.applyOwner(fd, -1, "", hdr), false)
+	}
+	if err == nil {
+		// After the write, the owner (chown clears setuid and setgid)
+		// and the xattrs (user xattrs need write permission), so
+		// setuid bits survive and 0444 is no obstacle.
+		err = unix.Fchmod(fd, uint32(hdr.Mode)&0o7777)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	u.stats.Bytes += n
+	if err := setTimes(pfd, base, hdr); err != nil {
+		return err
+	}
+	u.stats.Files++
+	return nil
+}
+
+// createSymlink creates the symlink base in pfd. The target is stored
+// verbatim and never followed by us.
+func (u *unpacker) createSymlink(pfd int, base string, hdr *tar.Header) error {
+	if err := unix.Symlinkat(hdr.Linkname, pfd, base); err != nil {
+		return err
+	}
+	// A symlink cannot hold a user xattr: an owner that cannot be
+	// applied is lost (it matters to nobody: symlink permissions are
+	// never checked).
+	u.applyOwner(-1, pfd, base, hdr)
+	if err := setTimes(pfd, base, hdr); err != nil {
+		return err
+	}
+	u.stats.Symlinks++
+	return nil
+}
+
+// createLink creates base in pfd as a hard link to target. Flags 0: a
+// link to a symlink links the symlink itself.
+func (u *unpacker) createLink(target linkTarget, pfd int, base string, hdr *tar.Header) error {
+	if err := unix.Linkat(target.dfd, target.base, pfd, base, 0); err != nil {
+		return fmt.Errorf("hardlink to %q: %w", hdr.Linkname, err)
+	}
+	u.stats.Hardlinks++
+	return nil
+}
+
+// createFifo creates the named pipe base in pfd.
+func (u *unpacker) createFifo(pfd int, base string, hdr *tar.Header) error {
+	if err := unix.Mknodat(pfd, base, unix.S_IFIFO|0o600, 0); err != nil {
+		return err
+	}
+	u.applyOwner(-1, pfd, base, hdr)
+	if err := unix.Fchmodat(pfd, base, uint32(hdr.Mode)&0o7777, 0); err != nil {
+		return err
+	}
+	if err := setTimes(pfd, base, hdr); err != nil {
+		return err
+	}
+	u.stats.Fifos++
 	return nil
 }
 
@@ -532,7 +592,7 @@ func (u *unpacker) removeLowerAt(dfd int, dino uint64, name, rel string) error {
 		}
 		return unix.Unlinkat(dfd, name, 0)
 	}
-	fd, err := openDirAt(dfd, name)
+	fd, err := fsutil.OpenDirAt(dfd, name)
 	if err != nil {
 		return err
 	}

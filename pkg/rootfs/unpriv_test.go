@@ -8,6 +8,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/xrun-dev/xrun/internal/testutil"
+	"github.com/xrun-dev/xrun/pkg/fsutil"
 )
 
 // TestUnprivileged re-runs the permission-sensitive tests as uid/gid 65534
@@ -19,17 +22,17 @@ func TestUnprivileged(t *testing.T) {
 		t.Skip("already unprivileged: the other tests cover it")
 	}
 	if testing.Short() {
-		skipOrFail(t, "-short")
+		testutil.SkipOrFail(t, "%s", "-short")
 	}
 	exe, err := os.Executable()
 	if err != nil {
-		skipOrFail(t, "no test executable: "+err.Error())
+		testutil.SkipOrFail(t, "%s", "no test executable: "+err.Error())
 	}
 	dir, err := os.MkdirTemp("", "xrun-rootfs-unpriv-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer RemoveAll(dir)
+	defer fsutil.RemoveAll(dir)
 	tmp := filepath.Join(dir, "tmp")
 	bin := filepath.Join(dir, "rootfs.test")
 	if err := os.Chmod(dir, 0o755); err != nil {
@@ -59,14 +62,6 @@ func TestUnprivileged(t *testing.T) {
 			t.Logf("uid 65534: %s", strings.TrimSpace(l))
 		}
 	}
-}
-
-func skipOrFail(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("XRUN_TEST_MUST_WORK") == "1" {
-		t.Fatal(why)
-	}
-	t.Skip(why)
 }
 
 func copyFile(src, dst string) error {

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gofrs/flock"
+	"github.com/xrun-dev/xrun/pkg/fsutil"
 )
 
 // ErrInUse is wrapped when a rootfs cannot be removed because a run holds it.
@@ -60,21 +60,9 @@ func (c *Cache) writeInfo(key string, st Stats) {
 	// means the image ran.
 	now := time.Now().UTC().Truncate(time.Second)
 	b, _ := json.Marshal(Info{Bytes: st.Bytes, Files: st.Files, Unpacked: now})
-	tmp, err := os.CreateTemp(c.rootfsDir(), tmpPrefix+key+"-info")
-	if err != nil {
-		return
-	}
-	_, werr := tmp.Write(b)
-	cerr := tmp.Close()
-	if werr == nil && cerr == nil {
-		cerr = os.Chtimes(tmp.Name(), now, now)
-	}
-	if werr != nil || cerr != nil {
-		os.Remove(tmp.Name())
-		return
-	}
-	if os.Rename(tmp.Name(), c.usedPath(key)) != nil {
-		os.Remove(tmp.Name())
+	// The temp name is one removeStale collects if this process dies.
+	if fsutil.WriteFileAtomic(c.usedPath(key), tmpPrefix+key+"-info", b, 0o600) == nil {
+		_ = os.Chtimes(c.usedPath(key), now, now)
 	}
 }
 
@@ -90,18 +78,12 @@ func (c *Cache) Acquire(ctx context.Context, key string) (release func(), err er
 	if err := os.MkdirAll(filepath.Dir(c.lockPath(key)), 0o700); err != nil {
 		return nil, fmt.Errorf("acquire rootfs %s: %w", key, err)
 	}
-	lk := flock.New(c.lockPath(key), flock.SetPermissions(0o600))
-	ok, err := lk.TryRLockContext(ctx, lockPollInterval)
-	if err != nil || !ok {
-		lk.Close()
-		if err == nil {
-			err = ctx.Err()
-		}
+	lk, err := fsutil.LockFile(ctx, c.lockPath(key), fsutil.Shared)
+	if err != nil {
 		return nil, fmt.Errorf("acquire rootfs %s: %w", key, err)
 	}
 	if !c.Has(key) {
 		lk.Unlock()
-		lk.Close()
 		return nil, fmt.Errorf("acquire rootfs %s: %w", key, ErrNotFound)
 	}
 	now := time.Now()
@@ -110,14 +92,7 @@ func (c *Cache) Acquire(ctx context.Context, key string) (release func(), err er
 			f.Close()
 		}
 	}
-	done := false
-	return func() {
-		if !done {
-			done = true
-			lk.Unlock()
-			lk.Close()
-		}
-	}, nil
+	return lk.Unlock, nil
 }
 
 // TryRemove is Remove that fails with ErrInUse instead of waiting when a
@@ -133,17 +108,13 @@ func (c *Cache) TryRemove(key string) (int64, error) {
 	if err := os.MkdirAll(filepath.Dir(c.lockPath(key)), 0o700); err != nil {
 		return 0, fmt.Errorf("remove rootfs %s: %w", key, err)
 	}
-	lk := flock.New(c.lockPath(key), flock.SetPermissions(0o600))
-	ok, err := lk.TryLock()
-	if err != nil {
-		lk.Close()
-		return 0, fmt.Errorf("remove rootfs %s: %w", key, err)
-	}
-	if !ok {
-		lk.Close()
+	lk, err := fsutil.TryLockFile(c.lockPath(key), fsutil.Exclusive)
+	if errors.Is(err, fsutil.ErrLocked) {
 		return 0, fmt.Errorf("remove rootfs %s: %w", key, ErrInUse)
 	}
-	defer lk.Close()
+	if err != nil {
+		return 0, fmt.Errorf("remove rootfs %s: %w", key, err)
+	}
 	defer lk.Unlock()
 	inf, _ := c.Info(key)
 	if err := c.removeLocked(key); err != nil {

@@ -15,9 +15,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gofrs/flock"
-
-	"github.com/xrun-dev/xrun/pkg/rootfs"
+	"github.com/xrun-dev/xrun/pkg/cache"
+	"github.com/xrun-dev/xrun/pkg/fsutil"
+	"github.com/xrun-dev/xrun/pkg/userns"
 )
 
 // Named containers (--name) keep the overlay's upper layer on disk, in
@@ -48,7 +48,7 @@ type Container struct {
 	Work  string
 	// Meta is nil until Attach for a container that did not exist yet.
 	Meta *ContainerMeta
-	lock *flock.Flock
+	lock *fsutil.Lock
 }
 
 // ErrNoContainer is returned for a name that has no container.
@@ -68,24 +68,20 @@ func CheckName(name string) error {
 	return nil
 }
 
-func containersDir(cacheDir string) string { return filepath.Join(cacheDir, "containers") }
+func containersDir(cacheDir string) string { return cache.ContainersDir(cacheDir) }
 
 func containerLockPath(cacheDir, name string) string {
-	return filepath.Join(cacheDir, "locks", "container-"+name+".lock")
+	return cache.LockPath(cacheDir, "container-"+name)
 }
 
 // lockContainer takes the container's lock without waiting.
-func lockContainer(cacheDir, name string) (*flock.Flock, error) {
-	if err := os.MkdirAll(filepath.Join(cacheDir, "locks"), 0o700); err != nil {
-		return nil, fmt.Errorf("create lock directory: %w", err)
+func lockContainer(cacheDir, name string) (*fsutil.Lock, error) {
+	lk, err := fsutil.TryLockFile(containerLockPath(cacheDir, name), fsutil.Exclusive)
+	if errors.Is(err, fsutil.ErrLocked) {
+		return nil, fmt.Errorf("container %q is in use by another xrun run: wait for it to finish, or use another --name", name)
 	}
-	lk := flock.New(containerLockPath(cacheDir, name), flock.SetPermissions(0o600))
-	ok, err := lk.TryLock()
 	if err != nil {
 		return nil, fmt.Errorf("lock container %q: %w", name, err)
-	}
-	if !ok {
-		return nil, fmt.Errorf("container %q is in use by another xrun run: wait for it to finish, or use another --name", name)
 	}
 	return lk, nil
 }
@@ -106,7 +102,7 @@ func OpenContainer(cacheDir, name string) (*Container, error) {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
-		_ = lk.Unlock()
+		lk.Unlock()
 		return nil, fmt.Errorf("container %q: %w (xrun rm %s removes it)", name, err, name)
 	default:
 		c.Meta = m
@@ -134,7 +130,7 @@ func (c *Container) Attach(m ContainerMeta, lower string) error {
 	}
 	// A directory without meta.json is the remains of a creation that was
 	// interrupted: start again.
-	if err := rootfs.RemoveAll(c.Dir); err != nil {
+	if err := fsutil.RemoveAll(c.Dir); err != nil {
 		return fmt.Errorf("container %q: %w", m.Name, err)
 	}
 	for _, d := range []string{c.Dir, c.Upper, c.Work} {
@@ -160,7 +156,8 @@ func (c *Container) Close() error {
 	if c.lock == nil {
 		return nil
 	}
-	return c.lock.Unlock()
+	c.lock.Unlock()
+	return nil
 }
 
 func short(digest string) string {
@@ -188,19 +185,7 @@ func writeMeta(dir string, m *ContainerMeta) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, ".meta-*.json")
-	if err != nil {
-		return fmt.Errorf("write container metadata: %w", err)
-	}
-	_, err = tmp.Write(append(b, '\n'))
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), filepath.Join(dir, "meta.json"))
-	}
-	if err != nil {
-		_ = os.Remove(tmp.Name())
+	if err := fsutil.WriteFileAtomic(filepath.Join(dir, "meta.json"), ".meta-*.json", append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("write container metadata: %w", err)
 	}
 	return nil
@@ -238,13 +223,9 @@ func ListContainers(cacheDir string) ([]ContainerInfo, error) {
 			info.Name = e.Name()
 		}
 		info.Size = diskUsage(filepath.Join(dir, "upper"))
-		lk := flock.New(containerLockPath(cacheDir, e.Name()))
-		if ok, err := lk.TryRLock(); err == nil {
-			info.InUse = !ok
-			if ok {
-				_ = lk.Unlock()
-			}
-		}
+		lk, err := fsutil.TryLockFile(containerLockPath(cacheDir, e.Name()), fsutil.Shared)
+		info.InUse = errors.Is(err, fsutil.ErrLocked)
+		lk.Unlock()
 		out = append(out, info)
 	}
 	slices.SortFunc(out, func(a, b ContainerInfo) int { return strings.Compare(a.Name, b.Name) })
@@ -275,7 +256,7 @@ func diskUsage(dir string) int64 {
 // Files that runs created as other users of the container (subordinate ids:
 // apt's _apt, useradd, chown) cannot be removed by the invoking user
 // directly; they are removed from a user namespace with the same id mapping
-// (see removeInUserNS).
+// (see userns.RemoveTree).
 func RemoveContainer(cacheDir, name string) error {
 	if err := CheckName(name); err != nil {
 		return err
@@ -295,25 +276,11 @@ func RemoveContainer(cacheDir, name string) error {
 	if err := os.Rename(dir, trash); err != nil {
 		return fmt.Errorf("remove container %q: %w", name, err)
 	}
-	if err := removeTree(trash); err != nil {
+	if err := userns.RemoveTree(trash); err != nil {
 		return fmt.Errorf("remove container %q: %w", name, err)
 	}
 	_ = os.Remove(containerLockPath(cacheDir, name))
 	collectTrash(cacheDir)
-	return nil
-}
-
-// removeTree removes dir, first as the invoking user, then, for what is
-// left (files owned by subordinate ids), in a user namespace with the
-// subordinate ranges mapped.
-func removeTree(dir string) error {
-	err := rootfs.RemoveAll(dir)
-	if err == nil || !(errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EPERM)) {
-		return err
-	}
-	if uerr := removeInUserNS(dir); uerr != nil {
-		return fmt.Errorf("%w; in a user namespace with the subordinate ids: %v", err, uerr)
-	}
 	return nil
 }
 
@@ -330,6 +297,6 @@ func collectTrash(cacheDir string) {
 		if err != nil || pid <= 0 || syscall.Kill(pid, 0) != syscall.ESRCH {
 			continue
 		}
-		_ = removeTree(filepath.Join(containersDir(cacheDir), e.Name()))
+		_ = userns.RemoveTree(filepath.Join(containersDir(cacheDir), e.Name()))
 	}
 }

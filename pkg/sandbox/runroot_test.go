@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xrun-dev/xrun/pkg/fsutil"
 )
 
 // stickyTmp is a directory like /tmp: world-writable and sticky.
@@ -206,7 +208,7 @@ func TestCollectStale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lock.Close()
+	defer lock.Unlock()
 	must(t, os.MkdirAll(filepath.Join(live, stateDir, filepath.Base(live)), 0o711))
 	age(t, live, time.Hour)
 
@@ -264,12 +266,12 @@ func TestCreateRunDirAfterCollect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lock.Close()
+	lock.Unlock()
 	f, err := lockDir(dir, true) // the collector's lock
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan *os.File)
+	done := make(chan *fsutil.Lock)
 	go func() {
 		l, err := lockDir(dir, false) // the run, blocked
 		if err != nil {
@@ -279,12 +281,12 @@ func TestCreateRunDirAfterCollect(t *testing.T) {
 	}()
 	time.Sleep(50 * time.Millisecond)
 	must(t, os.RemoveAll(dir))
-	f.Close()
+	f.Unlock()
 	l := <-done
 	if l == nil {
 		t.Skip("the run's open lost the race to the removal")
 	}
-	defer l.Close()
+	defer l.Unlock()
 	var st unix.Stat_t
 	must(t, unix.Fstat(int(l.Fd()), &st))
 	if st.Nlink != 0 {

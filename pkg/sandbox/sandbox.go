@@ -10,13 +10,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
@@ -27,6 +25,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xrun-dev/xrun/pkg/binfmt"
+	"github.com/xrun-dev/xrun/pkg/fsutil"
+	"github.com/xrun-dev/xrun/pkg/userns"
 )
 
 // ReaperPath is where the xrun binary is bound inside the container to serve
@@ -161,12 +161,6 @@ func DefaultRunRoot() string {
 	return filepath.Join(os.TempDir(), fmt.Sprintf("xrun-%d", os.Getuid()))
 }
 
-// ExitError carries the exit status of the command: its own code, or 128+N
-// when it was killed by signal N.
-type ExitError struct{ Code int }
-
-func (e *ExitError) Error() string { return fmt.Sprintf("command exited with status %d", e.Code) }
-
 // initParams is what the parent hands to the re-executed `xrun init` (which
 // gets no environment and no arguments from libcontainer): it reads them from
 // the run directory, the parent of its working directory (libcontainer starts
@@ -215,31 +209,82 @@ func Run(ctx context.Context, opts Options) error {
 	defer runtime.UnlockOSThread()
 
 	// Refuse a user the id map cannot hold before anything is created.
-	uids, gids, fullIDs := idMappings(log)
+	uids, gids, fullIDs := userns.IDMappings(log)
 	if err := checkUser(opts.User, uids, gids); err != nil {
 		return err
 	}
-	runRoot, err := resolveRunRoot(opts.RunRoot, opts.FallbackRunRoot, log)
+	id, runDir, lock, err := newRunDir(&opts, log)
 	if err != nil {
 		return err
+	}
+	// Unlock only once the directory is gone (see collectStale).
+	defer lock.Unlock()
+	defer os.RemoveAll(runDir)
+	if err := writeInitParams(runDir, opts, fullIDs, log); err != nil {
+		return err
+	}
+
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find the xrun binary: %w", err)
+	}
+	useReaper := reaperUsable(exe)
+	cfg, err := config(runDir, exe, useReaper, uids, gids, opts)
+	if err != nil {
+		return err
+	}
+	c, err := libcontainer.Create(filepath.Join(runDir, stateDir), id, cfg)
+	if err != nil {
+		return fmt.Errorf("create container: %w", err)
+	}
+	defer func() {
+		if err := c.Destroy(); err != nil {
+			log.Debug("destroy container", "err", err)
+		}
+	}()
+
+	proc := newProcess(opts, exe, useReaper, log)
+	cio, err := connectIO(proc, opts, log)
+	if err != nil {
+		return err
+	}
+	defer cio.close()
+	// Notify before starting so no signal between start and the forwarding
+	// loop falls through to the default action (killing xrun only).
+	sigc := make(chan os.Signal, 16)
+	signal.Notify(sigc, forwarded...)
+	defer signal.Stop(sigc)
+	return runProcess(c, proc, cio, sigc, runDir, opts, log)
+}
+
+// newRunDir finds the run root, collects what killed runs left there, and
+// creates this run's directory, locked, with its mount points.
+func newRunDir(opts *Options, log *slog.Logger) (id, runDir string, lock *fsutil.Lock, err error) {
+	runRoot, err := resolveRunRoot(opts.RunRoot, opts.FallbackRunRoot, log)
+	if err != nil {
+		return "", "", nil, err
 	}
 	// From here on RunRoot is the directory in use: the one the container
 	// must never see writable (protectMounts).
 	opts.RunRoot = runRoot
 	collectStale(runRoot, log)
-	id, runDir, lock, err := createRunDir(runRoot)
+	id, runDir, lock, err = createRunDir(runRoot)
 	if err != nil {
-		return err
+		return "", "", nil, err
 	}
-	// Unlock only once the directory is gone (see collectStale).
-	defer lock.Close()
-	defer os.RemoveAll(runDir)
 	for _, d := range []string{rootfsDir, scratchDir} {
 		if err := os.Mkdir(filepath.Join(runDir, d), 0o700); err != nil {
-			return fmt.Errorf("create run directory: %w", err)
+			os.RemoveAll(runDir)
+			lock.Unlock()
+			return "", "", nil, fmt.Errorf("create run directory: %w", err)
 		}
 	}
+	return id, runDir, lock, nil
+}
 
+// writeInitParams writes what the re-executed init needs (see Init) into
+// the run directory.
+func writeInitParams(runDir string, opts Options, fullIDs bool, log *slog.Logger) error {
 	params := initParams{Lower: opts.Lower, Upper: opts.Upper, Work: opts.Work}
 	if !fullIDs && (hasAptConfig(opts.Lower) || opts.Upper != "" && hasAptConfig(opts.Upper)) {
 		// apt drops privileges to _apt for downloads, which fails when only
@@ -259,33 +304,18 @@ func Run(ctx context.Context, opts Options) error {
 	if err := os.WriteFile(filepath.Join(runDir, initParamsFile), pb, 0o600); err != nil {
 		return fmt.Errorf("write run parameters: %w", err)
 	}
+	return nil
+}
 
-	exe, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("find the xrun binary: %w", err)
-	}
+// newProcess is the container's process: the command under the native
+// reaper when the binary can serve as one, else the command itself.
+func newProcess(opts Options, exe string, useReaper bool, log *slog.Logger) *libcontainer.Process {
 	args := opts.Args
-	useReaper := reaperUsable(exe)
 	if useReaper {
 		args = reaperArgs(opts.User, opts.Args)
 	} else {
 		log.Debug("xrun binary is not static: the command runs as PID 1 without a native init", "binary", exe)
 	}
-
-	cfg, err := config(runDir, exe, useReaper, uids, gids, opts)
-	if err != nil {
-		return err
-	}
-	c, err := libcontainer.Create(filepath.Join(runDir, stateDir), id, cfg)
-	if err != nil {
-		return fmt.Errorf("create container: %w", err)
-	}
-	defer func() {
-		if err := c.Destroy(); err != nil {
-			log.Debug("destroy container", "err", err)
-		}
-	}()
-
 	proc := &libcontainer.Process{
 		Args:   args,
 		Env:    opts.Env,
@@ -304,46 +334,63 @@ func Run(ctx context.Context, opts Options) error {
 			proc.AdditionalGroups = append(proc.AdditionalGroups, int(g))
 		}
 	}
-	var tty *ttySession
-	var stdio *stdioRelay
+	return proc
+}
+
+// containerIO is how the process's standard streams are connected: relayed
+// pipes (stdio), or a terminal (tty, with -t).
+type containerIO struct {
+	stdio *stdioRelay
+	tty   *ttySession
+}
+
+// connectIO connects proc's standard streams as opts asks.
+func connectIO(proc *libcontainer.Process, opts Options, log *slog.Logger) (*containerIO, error) {
 	if !opts.TTY {
 		// No terminal fd ever enters the container (see stdio.go).
-		if stdio, err = setupStdio(proc, opts, log); err != nil {
-			return fmt.Errorf("set up standard input and output: %w", err)
+		stdio, err := setupStdio(proc, opts, log)
+		if err != nil {
+			return nil, fmt.Errorf("set up standard input and output: %w", err)
 		}
-	} else {
-		f, ok := opts.Stdin.(*os.File)
-		if !ok || !IsTerminal(f) {
-			return errors.New("-t needs standard input to be a terminal")
-		}
-		if tty, err = newTTY(proc, f); err != nil {
-			return err
-		}
-		defer tty.close()
-		proc.Stdin, proc.Stdout, proc.Stderr = nil, nil, nil
+		return &containerIO{stdio: stdio}, nil
 	}
-	// Notify before starting so no signal between start and the forwarding
-	// loop falls through to the default action (killing xrun only).
-	sigc := make(chan os.Signal, 16)
-	signal.Notify(sigc, forwarded...)
-	defer signal.Stop(sigc)
+	f, ok := opts.Stdin.(*os.File)
+	if !ok || !IsTerminal(f) {
+		return nil, errors.New("-t needs standard input to be a terminal")
+	}
+	tty, err := newTTY(proc, f)
+	if err != nil {
+		return nil, err
+	}
+	proc.Stdin, proc.Stdout, proc.Stderr = nil, nil, nil
+	return &containerIO{tty: tty}, nil
+}
 
+func (cio *containerIO) close() {
+	if cio.tty != nil {
+		cio.tty.close()
+	}
+}
+
+// runProcess starts proc in c, forwards the signals of sigc to it while it
+// runs, and returns its exit status as an error (nil for 0).
+func runProcess(c *libcontainer.Container, proc *libcontainer.Process, cio *containerIO, sigc chan os.Signal, runDir string, opts Options, log *slog.Logger) error {
 	t0 := time.Now()
 	if err := c.Run(proc); err != nil {
-		if stdio != nil {
-			stdio.abort()
+		if cio.stdio != nil {
+			cio.stdio.abort()
 		}
 		if msg, rerr := os.ReadFile(filepath.Join(runDir, initErrorFile)); rerr == nil {
 			return fmt.Errorf("prepare container: %s", msg)
 		}
-		return startError(err, opts.Args[0])
+		return startError(err, proc.Args[0], opts.Args[0])
 	}
-	if stdio != nil {
-		stdio.started()
+	if cio.stdio != nil {
+		cio.stdio.started()
 	}
 	log.Info("set up", "took", time.Since(t0).Round(time.Millisecond))
 	t0 = time.Now()
-	if tty != nil {
+	if tty := cio.tty; tty != nil {
 		if err := tty.attach(opts.Stdin, opts.Stdout); err != nil {
 			_ = proc.Signal(unix.SIGKILL)
 			_, _ = proc.Wait()
@@ -353,23 +400,10 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	done := make(chan struct{})
 	defer close(done)
-	go func() {
-		for {
-			select {
-			case s := <-sigc:
-				if s == unix.SIGWINCH && tty != nil {
-					tty.resize()
-					continue
-				}
-				_ = proc.Signal(s)
-			case <-done:
-				return
-			}
-		}
-	}()
+	go forwardSignals(sigc, done, proc, cio.tty)
 	st, err := proc.Wait()
-	if stdio != nil {
-		stdio.finish()
+	if cio.stdio != nil {
+		cio.stdio.finish()
 	}
 	if st == nil {
 		return fmt.Errorf("wait for the command: %w", err)
@@ -382,37 +416,21 @@ func Run(ctx context.Context, opts Options) error {
 	return nil
 }
 
-// startError turns a libcontainer start failure into the codes a shell uses:
-// 127 when the command does not exist, 126 when it cannot be executed.
-func startError(err error, cmd string) error {
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "error mounting"):
-		// The container's set-up (a mount refused in the user namespace,
-		// say), not the command.
-	case errors.Is(err, exec.ErrNotFound) || strings.Contains(msg, "executable file not found") || strings.Contains(msg, "no such file or directory"):
-		return &CommandError{Code: 127, Err: fmt.Errorf("%s: command not found in the image: check the name and the image's PATH", cmd)}
-	case strings.Contains(msg, "permission denied") || strings.Contains(msg, "exec format error"):
-		return &CommandError{Code: 126, Err: fmt.Errorf("%s: cannot execute: %w", cmd, err)}
+// forwardSignals sends what arrives on sigc to proc until done; a
+// terminal's SIGWINCH resizes the container's terminal instead.
+func forwardSignals(sigc chan os.Signal, done chan struct{}, proc *libcontainer.Process, tty *ttySession) {
+	for {
+		select {
+		case s := <-sigc:
+			if s == unix.SIGWINCH && tty != nil {
+				tty.resize()
+				continue
+			}
+			_ = proc.Signal(s)
+		case <-done:
+			return
+		}
 	}
-	return fmt.Errorf("start container: %w", err)
-}
-
-// CommandError is a failure to start the command itself (not xrun's set-up):
-// Code is 127 (not found) or 126 (not executable), as in a shell.
-type CommandError struct {
-	Code int
-	Err  error
-}
-
-func (e *CommandError) Error() string { return e.Err.Error() }
-func (e *CommandError) Unwrap() error { return e.Err }
-
-func exitCode(st *os.ProcessState) int {
-	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return 128 + int(ws.Signal())
-	}
-	return st.ExitCode()
 }
 
 func newID() (string, error) {
@@ -448,20 +466,56 @@ func config(runDir, exe string, useReaper bool, uids, gids []specs.LinuxIDMappin
 	spec.Process.Capabilities = &specs.LinuxCapabilities{
 		Bounding: capabilities, Permitted: capabilities, Effective: capabilities,
 	}
+	spec.Linux.Namespaces = namespaces(spec.Linux.Namespaces, opts.Network)
+	restrictSys(spec)
+	addMounts(spec, exe, useReaper, opts)
+
+	// Last, so that they cover what the binds above exposed.
+	masks, err := protectMounts(opts.Binds, []protected{{opts.CacheDir, "xrun's cache"}, {opts.RunRoot, "xrun's run directory"}})
+	if err != nil {
+		return nil, err
+	}
+	spec.Mounts = append(spec.Mounts, masks...)
+
+	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
+		CgroupName:      filepath.Base(runDir),
+		Spec:            spec,
+		RootlessEUID:    os.Geteuid() != 0,
+		RootlessCgroups: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("container config: %w", err)
+	}
+	// Rootless: no cgroup is created or joined; device access is limited by
+	// the user namespace (only bound device nodes exist), not by cgroups.
+	cfg.Cgroups.Rootless = true
+	cfg.Cgroups.Resources.Devices = nil
+	cfg.ParentDeathSignal = int(unix.SIGKILL)
+	return cfg, nil
+}
+
+// namespaces are the container's namespaces: the spec's, without the
+// cgroup namespace and with the host network unless network is none.
+func namespaces(specNS []specs.LinuxNamespace, network string) []specs.LinuxNamespace {
 	var ns []specs.LinuxNamespace
-	for _, n := range spec.Linux.Namespaces {
+	for _, n := range specNS {
 		// Host network by default; no cgroup namespace (rootless cgroups are
 		// not managed at all).
 		if n.Type != specs.CgroupNamespace && n.Type != specs.NetworkNamespace {
 			ns = append(ns, n)
 		}
 	}
-	if opts.Network == NetworkNone {
+	if network == NetworkNone {
 		// A new network namespace: libcontainer brings up its loopback
 		// interface, and nothing else exists.
 		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace})
 	}
-	spec.Linux.Namespaces = ns
+	return ns
+}
+
+// restrictSys masks and drops what of /proc and /sys a container does not
+// need, and makes /sys read-only recursively.
+func restrictSys(spec *specs.Spec) {
 	// Keep the network-related /proc entries readable: with the host
 	// network they describe the real interfaces.
 	spec.Linux.MaskedPaths = []string{"/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"}
@@ -478,7 +532,12 @@ func config(runDir, exe string, useReaper bool, uids, gids []specs.LinuxIDMappin
 			spec.Mounts[i].Options = append(slices.Clone(m.Options), "rro")
 		}
 	}
+}
 
+// addMounts adds the run's binds and tmpfs mounts to spec: the host's
+// resolv.conf and hosts, opts' binds and tmpfs, the reaper, and a host
+// handler's interpreter.
+func addMounts(spec *specs.Spec, exe string, useReaper bool, opts Options) {
 	add := func(src, dst string, ro bool) {
 		o := []string{"rbind", "nosuid", "nodev"}
 		if ro {
@@ -509,29 +568,6 @@ func config(runDir, exe string, useReaper bool, uids, gids []specs.LinuxIDMappin
 		// by path, inside the container: put it there.
 		add(p.Emulator, p.Emulator, true)
 	}
-
-	// Last, so that they cover what the binds above exposed.
-	masks, err := protectMounts(opts.Binds, []protected{{opts.CacheDir, "xrun's cache"}, {opts.RunRoot, "xrun's run directory"}})
-	if err != nil {
-		return nil, err
-	}
-	spec.Mounts = append(spec.Mounts, masks...)
-
-	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
-		CgroupName:      filepath.Base(runDir),
-		Spec:            spec,
-		RootlessEUID:    os.Geteuid() != 0,
-		RootlessCgroups: true,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("container config: %w", err)
-	}
-	// Rootless: no cgroup is created or joined; device access is limited by
-	// the user namespace (only bound device nodes exist), not by cgroups.
-	cfg.Cgroups.Rootless = true
-	cfg.Cgroups.Resources.Devices = nil
-	cfg.ParentDeathSignal = int(unix.SIGKILL)
-	return cfg, nil
 }
 
 // quietLibcontainer routes libcontainer's logrus output to nothing unless

@@ -1,6 +1,8 @@
 package sandbox
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -163,5 +165,61 @@ func TestConfigOptions(t *testing.T) {
 	}
 	if cfg.Namespaces.Contains(configs.NEWNET) {
 		t.Error("host network: a network namespace is created")
+	}
+}
+
+// TestStartError: only libcontainer's words about the process it starts
+// make a start failure "command not found" (127) or "cannot execute"
+// (126); a set-up failure that mentions a missing file stays xrun's own.
+func TestStartError(t *testing.T) {
+	const pre = "unable to start container process: error during container init: "
+	for _, tc := range []struct {
+		msg  string
+		name string
+		code int // 0: not a CommandError
+	}{
+		{pre + `exec: "nope": executable file not found in $PATH`, "nope", 127},
+		{pre + `exec: "/bin/nope": stat /bin/nope: no such file or directory`, "/bin/nope", 127},
+		{pre + `exec: "/etc/passwd": permission denied`, "/etc/passwd", 126},
+		{pre + `exec /bin/x: exec format error`, "/bin/x", 126},
+		// A -v source gone between the check and the mount.
+		{pre + `error mounting "/home/u/gone" to rootfs at "/data": mount src=/home/u/gone, dst=/data: no such file or directory`, "nope", 0},
+		{pre + `chdir to cwd ("/work") set in config.json failed: no such file or directory`, "ls", 0},
+		{pre + `exec: "other": executable file not found in $PATH`, ReaperPath, 0},
+	} {
+		err := startError(errors.New(tc.msg), tc.name, "cmd")
+		var ce *CommandError
+		code := 0
+		if errors.As(err, &ce) {
+			code = ce.Code
+		}
+		if code != tc.code {
+			t.Errorf("startError(%q, %q) = %v (code %d), want code %d", tc.msg, tc.name, err, code, tc.code)
+		}
+		if code == 0 && !strings.HasPrefix(err.Error(), "start container: ") {
+			t.Errorf("startError(%q) = %q, want the set-up failure", tc.msg, err)
+		}
+	}
+	var ce *CommandError
+	if err := startError(exec.ErrNotFound, "x", "x"); !errors.As(err, &ce) || ce.Code != 127 {
+		t.Errorf("startError(exec.ErrNotFound) = %v", err)
+	}
+}
+
+func TestExitStatus(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want int
+	}{
+		{nil, 0},
+		{&ExitError{Code: 3}, 3},
+		{fmt.Errorf("wrapped: %w", &ExitError{Code: 143}), 143},
+		{&CommandError{Code: 127, Err: errors.New("nope")}, 127},
+		{&CommandError{Code: 126, Err: errors.New("nope")}, 126},
+		{errors.New("pull failed"), 125},
+	} {
+		if got := ExitStatus(tc.err); got != tc.want {
+			t.Errorf("ExitStatus(%v) = %d, want %d", tc.err, got, tc.want)
+		}
 	}
 }

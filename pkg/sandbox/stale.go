@@ -15,6 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xrun-dev/xrun/pkg/binfmt"
+	"github.com/xrun-dev/xrun/pkg/fsutil"
+	"github.com/xrun-dev/xrun/pkg/userns"
 )
 
 // A run's directory, <run root>/<id>, holds everything of the run: its
@@ -29,9 +31,9 @@ import (
 const staleMinAge = 10 * time.Second
 
 // createRunDir creates and locks a new run directory under runRoot and
-// returns its id and path, and the open directory that holds the lock
-// (closing it releases the lock: close it after removing the directory).
-func createRunDir(runRoot string) (id, dir string, lock *os.File, err error) {
+// returns its id and path, and the lock on it
+// (release it after removing the directory).
+func createRunDir(runRoot string) (id, dir string, lock *fsutil.Lock, err error) {
 	for attempt := 0; attempt < 5; attempt++ {
 		if id, err = newID(); err != nil {
 			return "", "", nil, err
@@ -50,7 +52,7 @@ func createRunDir(runRoot string) (id, dir string, lock *os.File, err error) {
 		var st unix.Stat_t
 		if err := unix.Fstat(int(lock.Fd()), &st); err != nil || st.Nlink == 0 {
 			// Removed by a collector that held the lock before us.
-			lock.Close()
+			lock.Unlock()
 			continue
 		}
 		return id, dir, lock, nil
@@ -58,30 +60,14 @@ func createRunDir(runRoot string) (id, dir string, lock *os.File, err error) {
 	return "", "", nil, errors.New("create run directory: removed by other runs again and again: try again")
 }
 
-// lockDir opens dir (not following a symlink) and takes an exclusive flock
-// on it; with nonBlocking, it fails with unix.EWOULDBLOCK when another
-// process holds it.
-func lockDir(dir string, nonBlocking bool) (*os.File, error) {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
-	}
-	f := os.NewFile(uintptr(fd), dir)
-	how := unix.LOCK_EX
+// lockDir takes an exclusive flock on the directory dir itself (not
+// following a symlink); with nonBlocking, it fails with fsutil.ErrLocked
+// when another process holds it.
+func lockDir(dir string, nonBlocking bool) (*fsutil.Lock, error) {
 	if nonBlocking {
-		how |= unix.LOCK_NB
+		return fsutil.TryLockDir(dir, fsutil.Exclusive)
 	}
-	for {
-		err = unix.Flock(fd, how)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
-		return nil, &os.PathError{Op: "flock", Path: dir, Err: err}
-	}
-	return f, nil
+	return fsutil.LockDir(dir, fsutil.Exclusive)
 }
 
 // collectStale removes what runs killed with SIGKILL left behind in
@@ -118,7 +104,7 @@ func collectRunDir(runRoot, id string) bool {
 		}
 		return false // locked by a live run, or gone
 	}
-	defer f.Close()
+	defer f.Unlock()
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Nlink == 0 ||
 		time.Since(time.Unix(st.Mtim.Unix())) < staleMinAge {
@@ -129,7 +115,7 @@ func collectRunDir(runRoot, id string) bool {
 	}
 	// Remove while holding the lock: a run that created this directory
 	// and is waiting for its lock then sees it gone and starts over.
-	return removeTree(dir) == nil
+	return userns.RemoveTree(dir) == nil
 }
 
 // collectOldState removes the libcontainer state that xrun versions before
@@ -149,7 +135,7 @@ func collectOldState(runRoot string, log *slog.Logger) {
 		if info, err := e.Info(); err != nil || time.Since(info.ModTime()) < staleMinAge {
 			continue
 		}
-		if removeTree(filepath.Join(stateRoot, id)) == nil {
+		if userns.RemoveTree(filepath.Join(stateRoot, id)) == nil {
 			log.Debug("collected state of an interrupted run (older xrun)", "id", id)
 		}
 	}

@@ -16,7 +16,6 @@ import (
 
 	"github.com/xrun-dev/xrun/pkg/pull"
 	"github.com/xrun-dev/xrun/pkg/rootfs"
-	"github.com/xrun-dev/xrun/pkg/sandbox"
 )
 
 // Image is one image in the cache: a reference resolved for a platform.
@@ -105,7 +104,6 @@ func Remove(root, ref, platform string) ([]Image, error) {
 		return nil, fmt.Errorf("%w: %s (see xrun images)", ErrNoMatch, what)
 	}
 	s, cache := pull.NewStore(root), rootfs.NewCache(root)
-	cache.Remover = sandbox.RemoveTree // files owned by subordinate ids
 	var removed []Image
 	var errs []error
 	for _, im := range hit {
@@ -166,7 +164,6 @@ func (r PruneReport) Freed() int64 { return r.BlobBytes + r.RootfsBytes + r.Temp
 func Prune(ctx context.Context, root string) (PruneReport, error) {
 	var rep PruneReport
 	s, cache := pull.NewStore(root), rootfs.NewCache(root)
-	cache.Remover = sandbox.RemoveTree // files owned by subordinate ids
 	unlock, err := s.LockGC(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("prune: %w", err)

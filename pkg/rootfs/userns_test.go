@@ -1,4 +1,4 @@
-package sandbox
+package rootfs
 
 import (
 	"archive/tar"
@@ -18,20 +18,20 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/xrun-dev/xrun/pkg/rootfs"
+	"github.com/xrun-dev/xrun/pkg/userns"
 )
 
-// TestMain lets the test binary serve as the helpers RunInUserNS starts
+// TestMain lets the test binary serve as the helpers userns.Run starts
 // (it re-executes /proc/self/exe, which is this binary in tests).
 func TestMain(m *testing.M) {
-	ServeHelpers()
+	userns.ServeHelpers()
 	if len(os.Args) > 1 {
 		var err error
 		switch os.Args[1] {
 		case UnpackHelperCommand:
 			err = UnpackHelper(context.Background(), os.Args[2:])
-		case RemoveHelperCommand:
-			err = RemoveHelper(os.Args[2:])
+		case userns.RemoveHelperCommand:
+			err = userns.RemoveHelper(os.Args[2:])
 		default:
 			os.Exit(m.Run())
 		}
@@ -75,8 +75,8 @@ func diffID(b []byte) string {
 	return "sha256:" + hex.EncodeToString(s[:])
 }
 
-func layerOf(name string, b []byte) rootfs.Layer {
-	return rootfs.Layer{Digest: "sha256:" + name, DiffID: diffID(b),
+func layerOf(name string, b []byte) Layer {
+	return Layer{Digest: "sha256:" + name, DiffID: diffID(b),
 		Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }}
 }
 
@@ -118,9 +118,8 @@ func TestUnpackInUserNS(t *testing.T) {
 		tent{name: ".wh.gone", typ: tar.TypeReg, mode: 0o644},
 		tent{name: "home/user/g", typ: tar.TypeReg, mode: 0o644, uid: 1001, gid: 1001, body: "g"},
 	)
-	c := rootfs.NewCache(t.TempDir())
-	c.Remover = RemoveTree
-	dir, err := c.Ensure(t.Context(), "k", []rootfs.Layer{layerOf("l1", l1), layerOf("l2", l2)}, rootfs.Options{Unpacker: UnpackInUserNS})
+	c := NewCache(t.TempDir())
+	dir, err := c.Ensure(t.Context(), "k", []Layer{layerOf("l1", l1), layerOf("l2", l2)}, Options{InUserNS: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,38 +153,38 @@ func TestUnpackInUserNSErrors(t *testing.T) {
 		tent{name: "d/f", typ: tar.TypeReg, mode: 0o400, uid: 1000, gid: 1000, body: "f"})
 	bad := layerOf("bad", good)
 	bad.DiffID = diffID([]byte("other"))
-	failing := rootfs.Layer{Digest: "sha256:dl", Open: func() (io.ReadCloser, error) {
+	failing := Layer{Digest: "sha256:dl", Open: func() (io.ReadCloser, error) {
 		return io.NopCloser(io.MultiReader(bytes.NewReader(good[:700]), errReader{errors.New("connection reset")})), nil
 	}}
 	evil := layerOf("evil", tarOf(t, tent{name: "/", typ: tar.TypeSymlink}))
 	for _, tc := range []struct {
 		name   string
-		second rootfs.Layer
+		second Layer
 		is     error
 		want   string
 	}{
-		{"diffid", bad, rootfs.ErrDiffIDMismatch, "layer sha256:bad: diffid mismatch"},
+		{"diffid", bad, ErrDiffIDMismatch, "layer sha256:bad: diffid mismatch"},
 		{"download fails", failing, nil, "layer sha256:dl: read blob: connection reset"},
-		{"unsafe", evil, rootfs.ErrUnsafeEntry, `layer sha256:evil: entry "/"`},
+		{"unsafe", evil, ErrUnsafeEntry, `layer sha256:evil: entry "/"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			_, err := UnpackInUserNS(t.Context(), dir, []rootfs.Layer{layerOf("ok", good), tc.second}, rootfs.Options{})
+			_, err := unpackInUserNS(t.Context(), dir, []Layer{layerOf("ok", good), tc.second}, Options{})
 			if err == nil || !strings.Contains(err.Error(), tc.want) || tc.is != nil && !errors.Is(err, tc.is) {
 				t.Fatalf("error = %v, want %q (matching %v)", err, tc.want, tc.is)
 			}
-			if err := RemoveTree(dir); err != nil {
+			if err := userns.RemoveTree(dir); err != nil {
 				t.Errorf("RemoveTree: %v", err)
 			}
 		})
 	}
 	t.Run("cancelled", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
-		blocked := rootfs.Layer{Digest: "sha256:slow", Open: func() (io.ReadCloser, error) {
-			return io.NopCloser(io.MultiReader(bytes.NewReader(good[:600]), ctxReader{ctx})), nil
+		blocked := Layer{Digest: "sha256:slow", Open: func() (io.ReadCloser, error) {
+			return io.NopCloser(io.MultiReader(bytes.NewReader(good[:600]), blockingReader{ctx})), nil
 		}}
 		go func() { cancel() }()
-		_, err := UnpackInUserNS(ctx, t.TempDir(), []rootfs.Layer{blocked}, rootfs.Options{})
+		_, err := unpackInUserNS(ctx, t.TempDir(), []Layer{blocked}, Options{})
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("error = %v, want context.Canceled", err)
 		}
@@ -196,24 +195,21 @@ type errReader struct{ err error }
 
 func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
-type ctxReader struct{ ctx context.Context }
+type blockingReader struct{ ctx context.Context }
 
-func (c ctxReader) Read([]byte) (int, error) { <-c.ctx.Done(); return 0, c.ctx.Err() }
+func (c blockingReader) Read([]byte) (int, error) { <-c.ctx.Done(); return 0, c.ctx.Err() }
 
 // TestUnpackInUserNSNotServed: in a program that does not run the helper
 // (another package's test binary), the unpacker is unavailable rather than
 // re-executing a binary that would not understand the helper command.
 func TestUnpackInUserNSNotServed(t *testing.T) {
-	helpersServed.Store(false)
-	defer helpersServed.Store(true)
+	served = func() bool { return false }
+	defer func() { served = userns.Served }()
 	var opened bool
-	l := rootfs.Layer{Digest: "sha256:x", Open: func() (io.ReadCloser, error) { opened = true; return nil, io.EOF }}
-	_, err := UnpackInUserNS(t.Context(), t.TempDir(), []rootfs.Layer{l}, rootfs.Options{})
-	if !errors.Is(err, rootfs.ErrUnpackerUnavailable) || opened {
+	l := Layer{Digest: "sha256:x", Open: func() (io.ReadCloser, error) { opened = true; return nil, io.EOF }}
+	_, err := unpackInUserNS(t.Context(), t.TempDir(), []Layer{l}, Options{})
+	if !errors.Is(err, ErrUnpackerUnavailable) || opened {
 		t.Fatalf("error = %v (layer opened: %v), want ErrUnpackerUnavailable", err, opened)
-	}
-	if err := RunInUserNS(t.Context(), []string{RemoveHelperCommand, "/nonexistent"}, nil, nil); !errors.Is(err, errNotServed) {
-		t.Errorf("RunInUserNS = %v, want errNotServed", err)
 	}
 }
 
@@ -228,11 +224,11 @@ func TestUnpackResultErrors(t *testing.T) {
 	}
 	err := res.err()
 	var pe *os.PathError
-	if err.Error() != orig.Error() || !errors.Is(err, syscall.ENOSPC) || !errors.As(err, &pe) || pe.Path != "f" || errors.Is(err, rootfs.ErrTooLarge) {
+	if err.Error() != orig.Error() || !errors.Is(err, syscall.ENOSPC) || !errors.As(err, &pe) || pe.Path != "f" || errors.Is(err, ErrTooLarge) {
 		t.Errorf("after the trip: %v (path error %+v)", err, pe)
 	}
-	err = failure(fmt.Errorf("layer x: %w", rootfs.ErrDiffIDMismatch)).err()
-	if !errors.Is(err, rootfs.ErrDiffIDMismatch) || errors.Is(err, syscall.ENOSPC) {
+	err = failure(fmt.Errorf("layer x: %w", ErrDiffIDMismatch)).err()
+	if !errors.Is(err, ErrDiffIDMismatch) || errors.Is(err, syscall.ENOSPC) {
 		t.Errorf("diffid: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package sandbox
+package userns
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -17,15 +18,15 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
-	"github.com/xrun-dev/xrun/pkg/rootfs"
+	"github.com/xrun-dev/xrun/pkg/fsutil"
 )
 
-// RemoveHelperCommand is the hidden command under which the xrun binary
-// removes a tree from inside a user namespace (see removeInUserNS). The CLI
-// registers it; it is not meant to be typed.
+// RemoveHelperCommand is the helper role under which the xrun binary
+// removes a tree from inside a user namespace (see Remove). The binary's
+// role table dispatches it; it is not meant to be typed.
 const RemoveHelperCommand = "__userns-rm"
 
-// Stages of a helper started by RunInUserNS: `xrun COMMAND wait ARGS...`
+// Stages of a helper started by Run: `xrun COMMAND wait ARGS...`
 // blocks until its id maps are written, then re-executes itself as
 // `xrun COMMAND run ARGS...`, which does the work.
 const (
@@ -36,31 +37,33 @@ const (
 // helpersServed is set by ServeHelpers.
 var helpersServed atomic.Bool
 
-// ServeHelpers declares that this program runs UnpackHelper and
-// RemoveHelper for the hidden commands UnpackHelperCommand and
-// RemoveHelperCommand, which RunInUserNS re-executes /proc/self/exe with.
-// Without it (another program linking this package, such as a test
-// binary), RunInUserNS refuses to start a helper and UnpackInUserNS is
-// unavailable.
+// ServeHelpers declares that this program dispatches the helper roles
+// that Run re-executes /proc/self/exe as (RemoveHelperCommand, and
+// rootfs.UnpackHelperCommand) before anything else. Without it (another
+// program linking this package, such as a test binary), Run refuses to
+// start a helper, with ErrNotServed.
 func ServeHelpers() { helpersServed.Store(true) }
 
-// errNoMapping is returned by RunInUserNS when the invoking user has no
+// Served reports whether ServeHelpers was called.
+func Served() bool { return helpersServed.Load() }
+
+// ErrNoMapping is returned by Run when the invoking user has no
 // subordinate id range to map (or no newuidmap/newgidmap to map it).
-var errNoMapping = errors.New("some files are owned by ids outside your own and no subordinate id range is configured " +
+var ErrNoMapping = errors.New("some files are owned by ids outside your own and no subordinate id range is configured " +
 	"(/etc/subuid, /etc/subgid) to reach them")
 
-// errNotServed is returned by RunInUserNS in a program that did not call
+// ErrNotServed is returned by Run in a program that did not call
 // ServeHelpers.
-var errNotServed = errors.New("[internal error] this program does not serve the user namespace helpers (sandbox.ServeHelpers)")
+var ErrNotServed = errors.New("[internal error] this program does not serve the user namespace helpers (userns.ServeHelpers)")
 
-// mapError is a failure to set up the helper's user namespace (start,
+// SetupError is a failure to set up the helper's user namespace (start,
 // newuidmap, newgidmap), before the helper did anything.
-type mapError struct{ err error }
+type SetupError struct{ err error }
 
-func (e *mapError) Error() string { return e.err.Error() }
-func (e *mapError) Unwrap() error { return e.err }
+func (e *SetupError) Error() string { return e.err.Error() }
+func (e *SetupError) Unwrap() error { return e.err }
 
-// RunInUserNS runs the xrun binary as the hidden command args[0] with
+// Run runs the xrun binary as the hidden command args[0] with
 // args[1:] in a new user namespace with a run's id mappings: the invoking
 // user is root there and its subordinate ranges are ids 1..65536 (as root,
 // ids 0..65536 map to themselves). There, files owned by those ids belong
@@ -69,7 +72,7 @@ func (e *mapError) Unwrap() error { return e.err }
 //
 // Only setuid newuidmap/newgidmap may write such maps, and they can only do
 // so for a process that already exists, so this is done in two stages: the
-// binary is started in a new user namespace (stage "wait", see HelperStage)
+// binary is started in a new user namespace (stage "wait", see Stage)
 // and blocks on its stdin; the maps are written; it is released and
 // re-executes itself (stage "run"), because capabilities in the namespace
 // are granted at execve only to a process whose uid is mapped to 0 there.
@@ -78,27 +81,27 @@ func (e *mapError) Unwrap() error { return e.err }
 // closed when stdin returns); the helper's standard output goes to stdout
 // (nil: discarded). The error is the helper's message on standard error
 // when it fails, a failure of stdin when it fails first, or ctx's error.
-// Without a subordinate range it fails at once with errNoMapping, in a
-// program that did not call ServeHelpers with errNotServed; a failure to
-// set up the namespace is a *mapError.
-func RunInUserNS(ctx context.Context, args []string, stdin func(io.Writer) error, stdout io.Writer) error {
+// Without a subordinate range it fails at once with ErrNoMapping, in a
+// program that did not call ServeHelpers with ErrNotServed; a failure to
+// set up the namespace is a *SetupError.
+func Run(ctx context.Context, args []string, stdin func(io.Writer) error, stdout io.Writer) error {
 	if !helpersServed.Load() {
-		return errNotServed
+		return ErrNotServed
 	}
-	uids, gids, full := idMappings(slog.New(slog.DiscardHandler))
+	uids, gids, full := IDMappings(slog.New(slog.DiscardHandler))
 	if !full {
-		return errNoMapping
+		return ErrNoMapping
 	}
 	return runInUserNS(ctx, uids, gids, args, stdin, stdout)
 }
 
 func runInUserNS(ctx context.Context, uids, gids []specs.LinuxIDMapping, args []string, stdin func(io.Writer) error, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("[internal error] RunInUserNS: no command")
+		return errors.New("[internal error] userns.Run: no command")
 	}
 	r, w, err := os.Pipe()
 	if err != nil {
-		return &mapError{err}
+		return &SetupError{err}
 	}
 	defer r.Close()
 	defer w.Close()
@@ -112,7 +115,7 @@ func runInUserNS(ctx context.Context, uids, gids []specs.LinuxIDMapping, args []
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		return &mapError{fmt.Errorf("start the user namespace helper: %w", err)}
+		return &SetupError{fmt.Errorf("start the user namespace helper: %w", err)}
 	}
 	r.Close()
 	pid := cmd.Process.Pid
@@ -127,7 +130,7 @@ func runInUserNS(ctx context.Context, uids, gids []specs.LinuxIDMapping, args []
 		cmd.Process.Kill()
 		w.Close()
 		cmd.Wait()
-		return &mapError{mapErr}
+		return &SetupError{mapErr}
 	}
 	var inErr error
 	if stdin != nil {
@@ -183,12 +186,11 @@ func writeMap(tool, file string, pid int, m []specs.LinuxIDMapping) error {
 	return nil
 }
 
-// HelperStage does the stage part of a helper command started by
-// RunInUserNS, whose arguments (after the command name) are args. In stage
+// Stage does the stage part of a helper command started by Run, whose arguments (after the command name) are args. In stage
 // "wait" it blocks until the id maps are written, then re-executes the
 // binary in stage "run" (it returns only on failure). In stage "run" it
 // returns the remaining arguments, for the command's body.
-func HelperStage(command string, args []string) ([]string, error) {
+func Stage(command string, args []string) ([]string, error) {
 	if len(args) == 0 {
 		return nil, fmt.Errorf("[internal error] usage: xrun %s wait|run ARGS...", command)
 	}
@@ -211,36 +213,45 @@ func HelperStage(command string, args []string) ([]string, error) {
 	return nil, fmt.Errorf("[internal error] unknown stage %q", args[0])
 }
 
-// removeInUserNS removes dir from a new user namespace with a run's id
-// mappings (see RunInUserNS): files that a run created as another user
-// (owned by subordinate ids on the host), or an image unpacked with its
-// owners, can be removed there.
-func removeInUserNS(dir string) error {
+// Remove removes dir from a new user namespace with a run's id mappings
+// (see Run): files that a run created as another user (owned by
+// subordinate ids on the host), or an image unpacked with its owners, can
+// be removed there.
+func Remove(dir string) error {
 	if os.Geteuid() == 0 {
-		return errNoMapping // root gains nothing in a user namespace
+		return ErrNoMapping // root gains nothing in a user namespace
 	}
-	return RunInUserNS(context.Background(), []string{RemoveHelperCommand, dir}, nil, nil)
+	return Run(context.Background(), []string{RemoveHelperCommand, dir}, nil, nil)
 }
 
-// RemoveHelper is the body of the hidden command RemoveHelperCommand:
-// args are STAGE DIR.
+// RemoveHelper is the body of the helper role RemoveHelperCommand: args
+// are STAGE DIR.
 func RemoveHelper(args []string) error {
-	rest, err := HelperStage(RemoveHelperCommand, args)
+	rest, err := Stage(RemoveHelperCommand, args)
 	if err != nil {
 		return err
 	}
 	if len(rest) != 1 || !strings.HasPrefix(rest[0], "/") {
 		return errors.New("[internal error] usage: xrun " + RemoveHelperCommand + " wait|run /DIR")
 	}
-	return rootfs.RemoveAll(rest[0])
+	return fsutil.RemoveAll(rest[0])
 }
 
-// RemoveTree removes dir like rootfs.RemoveAll, and, what that cannot
+// RemoveTree removes dir like fsutil.RemoveAll, and, what that cannot
 // remove for lack of permission (files and directories owned by
 // subordinate ids: an image unpacked with its owners, or what a run wrote
 // as another user), from a user namespace with the subordinate ranges
-// mapped. It is the rootfs.Cache Remover of xrun rmi and prune.
-func RemoveTree(dir string) error { return removeTree(dir) }
+// mapped (see Remove).
+func RemoveTree(dir string) error {
+	err := fsutil.RemoveAll(dir)
+	if err == nil || !(errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EPERM)) {
+		return err
+	}
+	if uerr := Remove(dir); uerr != nil {
+		return fmt.Errorf("%w; in a user namespace with the subordinate ids: %v", err, uerr)
+	}
+	return nil
+}
 
 // tailBuffer keeps the last max bytes written to it.
 type tailBuffer struct {

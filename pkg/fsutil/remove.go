@@ -1,4 +1,4 @@
-package rootfs
+package fsutil
 
 import (
 	"errors"
@@ -30,15 +30,15 @@ func RemoveAll(p string) error {
 		return &os.PathError{Op: "remove", Path: p, Err: err}
 	}
 	defer unix.Close(dfd)
-	if err := removeAllAt(dfd, base); err != nil {
+	if err := RemoveAllAt(dfd, base); err != nil {
 		return &os.PathError{Op: "remove", Path: p, Err: err}
 	}
 	return nil
 }
 
-// removeAllAt removes name inside the directory dfd, recursively, making
+// RemoveAllAt removes name inside the directory dfd, recursively, making
 // directories owner-rwx as it goes. dfd must be writable.
-func removeAllAt(dfd int, name string) error {
+func RemoveAllAt(dfd int, name string) error {
 	err := unix.Unlinkat(dfd, name, 0)
 	if err == nil || errors.Is(err, unix.ENOENT) {
 		return nil
@@ -46,7 +46,7 @@ func removeAllAt(dfd int, name string) error {
 	if !errors.Is(err, unix.EISDIR) && !errors.Is(err, unix.EPERM) {
 		return err
 	}
-	fd, oerr := openDirAt(dfd, name)
+	fd, oerr := OpenDirAt(dfd, name)
 	if errors.Is(oerr, unix.ENOENT) {
 		return nil
 	}
@@ -70,7 +70,7 @@ func removeAllAt(dfd int, name string) error {
 	for {
 		names, rerr := f.Readdirnames(1024)
 		for _, n := range names {
-			if err := removeAllAt(fd, n); err != nil {
+			if err := RemoveAllAt(fd, n); err != nil {
 				return err
 			}
 		}
@@ -90,14 +90,14 @@ func removeAllAt(dfd int, name string) error {
 	return err
 }
 
-// openDirAt opens the directory name in dfd without following a symlink,
+// OpenDirAt opens the directory name in dfd without following a symlink,
 // making it owner-rwx first if the open is refused (0000 dirs, unprivileged).
-func openDirAt(dfd int, name string) (int, error) {
+func OpenDirAt(dfd int, name string) (int, error) {
 	flags := unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
 	fd, err := unix.Openat(dfd, name, flags, 0)
 	if errors.Is(err, unix.EACCES) {
 		var st unix.Stat_t
-		if serr := unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); serr != nil || !isDirMode(st.Mode) {
+		if serr := unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); serr != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
 			return -1, err
 		}
 		if cerr := unix.Fchmodat(dfd, name, st.Mode&0o7777|0o700, 0); cerr != nil {

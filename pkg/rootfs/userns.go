@@ -1,4 +1,4 @@
-package sandbox
+package rootfs
 
 import (
 	"bufio"
@@ -15,17 +15,21 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"github.com/xrun-dev/xrun/pkg/rootfs"
+	"github.com/xrun-dev/xrun/pkg/fsutil"
+	"github.com/xrun-dev/xrun/pkg/userns"
 )
 
-// UnpackHelperCommand is the hidden command under which the xrun binary
-// unpacks layers inside a user namespace (see UnpackInUserNS). The CLI
-// registers it; it is not meant to be typed.
+// UnpackHelperCommand is the helper role under which the xrun binary
+// unpacks layers inside a user namespace (see unpackInUserNS). The
+// binary's role table dispatches it; it is not meant to be typed.
 const UnpackHelperCommand = "__userns-unpack"
 
-// UnpackInUserNS is a rootfs.Unpacker that applies the layers from a
-// helper process in a user namespace with a run's id mappings (see
-// RunInUserNS), with rootfs.Options.Chown: files keep the uid and gid of
+// served is userns.Served; tests replace it.
+var served = userns.Served
+
+// unpackInUserNS is what Options.InUserNS asks for: it applies the
+// layers from a helper process in a user namespace with a run's id
+// mappings (see userns.Run), with Options.Chown: files keep the uid and gid of
 // the image (on the host: the invoking user for 0, subordinate id
 // START+N-1 for id N), so that inside a container apt, sudo and ls -l see
 // the image's owners. Ids the namespace does not map (above 65536) are
@@ -34,31 +38,31 @@ const UnpackHelperCommand = "__userns-unpack"
 // The layers are opened here and streamed to the helper through a pipe,
 // in order, so a layer still downloading (a streamed pull) is unpacked as
 // it arrives, and a download failure fails the unpack. Errors keep their
-// kind (rootfs.ErrDiffIDMismatch, ErrTooLarge, ErrUnsafeEntry).
+// kind (ErrDiffIDMismatch, ErrTooLarge, ErrUnsafeEntry).
 //
 // Without a subordinate id range (or newuidmap/newgidmap), when the
 // namespace cannot be set up, or in a program that does not serve the
-// helper (see ServeHelpers), it returns an error matching
-// rootfs.ErrUnpackerUnavailable having touched nothing: the cache then
-// unpacks in-process, owned by the invoking user, which a container
-// without subordinate ids maps as well. When it fails otherwise, dir may
-// hold files owned by subordinate ids: remove it with RemoveTree (the
-// cache's Remover).
-func UnpackInUserNS(ctx context.Context, dir string, layers []rootfs.Layer, opts rootfs.Options) (rootfs.Stats, error) {
+// helper (see userns.ServeHelpers), it returns an error matching
+// ErrUnpackerUnavailable having touched nothing: the cache then unpacks
+// in-process, owned by the invoking user, which a container without
+// subordinate ids maps as well. When it fails otherwise, dir may hold
+// files owned by subordinate ids: the cache removes it with
+// userns.Remove.
+func unpackInUserNS(ctx context.Context, dir string, layers []Layer, opts Options) (Stats, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	_, _, full := idMappings(log)
-	if !helpersServed.Load() {
-		return rootfs.Stats{}, fmt.Errorf("%w: %v", rootfs.ErrUnpackerUnavailable, errNotServed)
+	_, _, full := userns.IDMappings(log)
+	if !served() {
+		return Stats{}, fmt.Errorf("%w: %v", ErrUnpackerUnavailable, userns.ErrNotServed)
 	}
 	if !full {
-		return rootfs.Stats{}, fmt.Errorf("%w: no subordinate id range to give files their owners", rootfs.ErrUnpackerUnavailable)
+		return Stats{}, fmt.Errorf("%w: no subordinate id range to give files their owners", ErrUnpackerUnavailable)
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
-		return rootfs.Stats{}, err
+		return Stats{}, err
 	}
 	req := unpackRequest{Dir: abs, MaxBytes: opts.MaxBytes, MaxTotalBytes: opts.MaxTotalBytes,
 		MaxEntries: opts.MaxEntries, MaxDirs: opts.MaxDirs}
@@ -67,10 +71,10 @@ func UnpackInUserNS(ctx context.Context, dir string, layers []rootfs.Layer, opts
 	}
 	head, err := json.Marshal(req)
 	if err != nil {
-		return rootfs.Stats{}, err
+		return Stats{}, err
 	}
 	var out bytes.Buffer
-	err = RunInUserNS(ctx, []string{UnpackHelperCommand}, func(w io.Writer) error {
+	err = userns.Run(ctx, []string{UnpackHelperCommand}, func(w io.Writer) error {
 		if err := writeFrame(w, head); err != nil {
 			return err
 		}
@@ -83,21 +87,21 @@ func UnpackInUserNS(ctx context.Context, dir string, layers []rootfs.Layer, opts
 	}, &out)
 	var res unpackResult
 	haveRes := json.Unmarshal(out.Bytes(), &res) == nil
-	var me *mapError
+	var se *userns.SetupError
 	switch {
 	case ctx.Err() != nil:
-		return rootfs.Stats{}, ctx.Err()
-	case errors.Is(err, errNotServed):
-		return rootfs.Stats{}, fmt.Errorf("%w: %v", rootfs.ErrUnpackerUnavailable, err)
-	case errors.As(err, &me) || errors.Is(err, errNoMapping):
+		return Stats{}, ctx.Err()
+	case errors.Is(err, userns.ErrNotServed):
+		return Stats{}, fmt.Errorf("%w: %v", ErrUnpackerUnavailable, err)
+	case errors.As(err, &se) || errors.Is(err, userns.ErrNoMapping):
 		log.Warn("cannot unpack with the image's owners in a user namespace; files will belong to you", "err", err)
-		return rootfs.Stats{}, fmt.Errorf("%w: %v", rootfs.ErrUnpackerUnavailable, err)
+		return Stats{}, fmt.Errorf("%w: %v", ErrUnpackerUnavailable, err)
 	case haveRes && res.Err != "":
 		return res.Stats, res.err()
 	case err != nil:
-		return rootfs.Stats{}, err
+		return Stats{}, err
 	case !haveRes:
-		return rootfs.Stats{}, errors.New("[internal error] the unpack helper gave no result")
+		return Stats{}, errors.New("[internal error] the unpack helper gave no result")
 	}
 	return res.Stats, nil
 }
@@ -105,7 +109,7 @@ func UnpackInUserNS(ctx context.Context, dir string, layers []rootfs.Layer, opts
 // sendLayer streams layer i to the helper: frames of its compressed
 // bytes, then an empty frame. The blob is read to its end, where a
 // streamed download reports a digest mismatch or a failure.
-func sendLayer(w io.Writer, i int, l rootfs.Layer) error {
+func sendLayer(w io.Writer, i int, l Layer) error {
 	name := l.Digest
 	if name == "" {
 		name = fmt.Sprintf("#%d", i)
@@ -159,9 +163,9 @@ type layerDesc struct {
 }
 
 type unpackResult struct {
-	Stats rootfs.Stats `json:"stats"`
-	Err   string       `json:"err,omitempty"`
-	Kinds []string     `json:"kinds,omitempty"` // sentinels the error matched
+	Stats Stats    `json:"stats"`
+	Err   string   `json:"err,omitempty"`
+	Kinds []string `json:"kinds,omitempty"` // sentinels the error matched
 	// The first errno of the error's chain (ENOSPC, EROFS, ...), and the
 	// path and operation of the *fs.PathError holding it: the CLI's hints
 	// look for them.
@@ -172,9 +176,9 @@ type unpackResult struct {
 
 // errKinds are the sentinel errors that cross the process boundary.
 var errKinds = map[string]error{
-	"unsafe":   rootfs.ErrUnsafeEntry,
-	"tooLarge": rootfs.ErrTooLarge,
-	"diffID":   rootfs.ErrDiffIDMismatch,
+	"unsafe":   ErrUnsafeEntry,
+	"tooLarge": ErrTooLarge,
+	"diffID":   ErrDiffIDMismatch,
 }
 
 func (r unpackResult) err() error {
@@ -224,13 +228,13 @@ func readFrameLen(r io.Reader) (uint32, error) {
 	return binary.BigEndian.Uint32(n[:]), nil
 }
 
-// UnpackHelper is the body of the hidden command UnpackHelperCommand (args:
+// UnpackHelper is the body of the helper role UnpackHelperCommand (args:
 // STAGE): in the user namespace, it reads the request and the layers from
-// standard input, unpacks them with rootfs.Options.Chown, and writes the
+// standard input, unpacks them with Options.Chown, and writes the
 // result to standard output. On failure it empties the directory it
 // unpacked into, which only it can do without a second helper.
 func UnpackHelper(ctx context.Context, args []string) error {
-	rest, err := HelperStage(UnpackHelperCommand, args)
+	rest, err := userns.Stage(UnpackHelperCommand, args)
 	if err != nil {
 		return err
 	}
@@ -267,9 +271,9 @@ func unpackFrom(ctx context.Context, r *bufio.Reader) unpackResult {
 		return failure(fmt.Errorf("[internal error] relative directory %q", req.Dir))
 	}
 	next := 0 // the layer whose frames come next
-	layers := make([]rootfs.Layer, len(req.Layers))
+	layers := make([]Layer, len(req.Layers))
 	for i, d := range req.Layers {
-		layers[i] = rootfs.Layer{Digest: d.Digest, DiffID: d.DiffID, MediaType: d.MediaType,
+		layers[i] = Layer{Digest: d.Digest, DiffID: d.DiffID, MediaType: d.MediaType,
 			Open: func() (io.ReadCloser, error) {
 				if i != next {
 					return nil, fmt.Errorf("[internal error] layer %d opened while %d is next", i, next)
@@ -278,7 +282,7 @@ func unpackFrom(ctx context.Context, r *bufio.Reader) unpackResult {
 				return &frameReader{r: r}, nil
 			}}
 	}
-	st, err := rootfs.UnpackLayers(ctx, req.Dir, layers, rootfs.Options{
+	st, err := UnpackLayers(ctx, req.Dir, layers, Options{
 		MaxBytes: req.MaxBytes, MaxTotalBytes: req.MaxTotalBytes, MaxEntries: req.MaxEntries, MaxDirs: req.MaxDirs, Chown: true})
 	if err != nil {
 		emptyDir(req.Dir)
@@ -312,7 +316,7 @@ func failure(err error) unpackResult {
 func emptyDir(dir string) {
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
-		_ = rootfs.RemoveAll(filepath.Join(dir, e.Name()))
+		_ = fsutil.RemoveAll(filepath.Join(dir, e.Name()))
 	}
 }
 

@@ -1,4 +1,4 @@
-package sandbox
+package userns
 
 import (
 	"log/slog"
@@ -13,13 +13,13 @@ import (
 // enough for every system user and group a distribution creates.
 const maxSubIDs = 65536
 
-// idMappings returns the uid and gid maps of a run. Container root is always
+// IDMappings returns the uid and gid maps of a run. Container root is always
 // the invoking user, so files written to bound directories are theirs. When
 // the user has subordinate ranges in /etc/subuid and /etc/subgid and the
 // setuid helpers newuidmap/newgidmap are installed (package uidmap), ids
 // 1..65536 map into those ranges so that apt's _apt, useradd and chown work;
 // libcontainer runs the helpers. Otherwise only root exists inside.
-func idMappings(log *slog.Logger) (uids, gids []specs.LinuxIDMapping, full bool) {
+func IDMappings(log *slog.Logger) (uids, gids []specs.LinuxIDMapping, full bool) {
 	uid, gid := uint32(os.Geteuid()), uint32(os.Getegid())
 	if uid == 0 {
 		// Real root needs no helper and no range: map the first ids 1:1.
