@@ -125,10 +125,7 @@ func applySettings(c *cli.Context, s config.Settings, o *engine.Options) error {
 		o.Image = s.Image
 	}
 	if c.String("platform") == "" && s.Platform != "" {
-		if _, err := pull.ParsePlatform(s.Platform); err != nil {
-			return err
-		}
-		o.Platform = s.Platform
+		o.Platform = s.Platform // checked by Options.Check
 	}
 	if !c.IsSet("pull") && s.Pull != "" {
 		p, err := pull.ParsePolicy(s.Pull)

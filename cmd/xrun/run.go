@@ -202,25 +202,20 @@ func runOpts(c *cli.Context, s config.Settings) (engine.Options, error) {
 	if !c.Bool("no-cwd") {
 		o.BindCwd = wd
 	}
+	// Everything the engine needs checked (platform, --user, --name, -t's
+	// terminal), before anything is pulled.
+	if err := o.Check(); err != nil {
+		return engine.Options{}, err
+	}
 	return o, nil
 }
 
-// checkRunFlags checks the flags about getting the image and talking to
-// the terminal, and their combinations, and returns the pull policy.
+// checkRunFlags checks the pull policy and the flag combinations, and
+// returns the policy.
 func checkRunFlags(c *cli.Context) (pull.Policy, error) {
 	policy, err := pull.ParsePolicy(c.String("pull"))
 	if err != nil {
 		return policy, err
-	}
-	if p := c.String("platform"); p != "" {
-		if _, err := pull.ParsePlatform(p); err != nil {
-			return policy, err
-		}
-	}
-	if c.Bool("tty") {
-		if f, ok := c.App.Reader.(*os.File); !ok || !sandbox.IsTerminal(f) {
-			return policy, errors.New("-t needs standard input to be a terminal: drop -t when piping or in CI")
-		}
 	}
 	if c.Bool("rm") && c.IsSet("name") {
 		return policy, errors.New("--rm and --name are mutually exclusive: --name keeps the container, --rm (the default) does not")
@@ -273,26 +268,16 @@ func runMounts(c *cli.Context, s config.Settings, wd string) ([]sandbox.Bind, []
 	return volumes, tmpfs, nil
 }
 
-// checkContainerFlags checks -w, --user, --network and --name, and returns
-// the working directory and the network.
+// checkContainerFlags checks -w and --network, and returns the working
+// directory and the network (engine's Options.Check checks the rest).
 func checkContainerFlags(c *cli.Context) (workdir, network string, err error) {
 	workdir = c.String("workdir")
 	if workdir != "" && !strings.HasPrefix(workdir, "/") {
 		return "", "", fmt.Errorf("invalid -w %q: the working directory must be an absolute path", workdir)
 	}
-	if u := c.String("user"); c.IsSet("user") {
-		if err := sandbox.CheckUserSpec(u); err != nil {
-			return "", "", err
-		}
-	}
 	network = c.String("network")
 	if network != sandbox.NetworkHost && network != sandbox.NetworkNone {
 		return "", "", fmt.Errorf("invalid --network %q: use host or none", network)
-	}
-	if n := c.String("name"); c.IsSet("name") {
-		if err := sandbox.CheckName(n); err != nil {
-			return "", "", err
-		}
 	}
 	return workdir, network, nil
 }

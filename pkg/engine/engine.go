@@ -5,6 +5,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/xrun-dev/xrun/pkg/binfmt"
 	"github.com/xrun-dev/xrun/pkg/cache"
@@ -85,6 +87,20 @@ type Options struct {
 	Stdout io.Writer
 	Stderr io.Writer
 	Logger *slog.Logger
+
+	platform *v1.Platform // Platform parsed by Check
+}
+
+// targetPlatform is the platform to pull: Platform as Check parsed it (or
+// parsed now when Check was not called), else the host's.
+func (o *Options) targetPlatform() (v1.Platform, error) {
+	switch {
+	case o.platform != nil:
+		return *o.platform, nil
+	case o.Platform != "":
+		return pull.ParsePlatform(o.Platform)
+	}
+	return pull.HostPlatform(), nil
 }
 
 func (o *Options) fill() {
@@ -97,6 +113,38 @@ func (o *Options) fill() {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+}
+
+// Check validates, before anything is pulled or created, what a run's
+// options ask of the sandbox and the registry: the platform (parsed here,
+// once), the user spec, the container name, and a terminal on Stdin for
+// TTY. The CLI calls it to fail before any work; Run relies on the sandbox
+// to check the same again where it matters.
+func (o *Options) Check() error {
+	o.platform = nil
+	if o.Platform != "" {
+		p, err := pull.ParsePlatform(o.Platform)
+		if err != nil {
+			return err
+		}
+		o.platform = &p
+	}
+	if o.User != "" {
+		if err := sandbox.CheckUserSpec(o.User); err != nil {
+			return err
+		}
+	}
+	if o.Name != "" {
+		if err := sandbox.CheckName(o.Name); err != nil {
+			return err
+		}
+	}
+	if o.TTY {
+		if f, ok := o.Stdin.(*os.File); !ok || !sandbox.IsTerminal(f) {
+			return errors.New("-t needs standard input to be a terminal: drop -t when piping or in CI")
+		}
+	}
+	return nil
 }
 
 // DefaultCacheDir is $XRUN_CACHE, else $XDG_CACHE_HOME/xrun, else

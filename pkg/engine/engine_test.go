@@ -3,6 +3,7 @@ package engine
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -81,5 +82,36 @@ func TestCommand(t *testing.T) {
 		if got := command(tc.imgEP, tc.imgCmd, tc.ep, tc.args); !cmp.Equal(got, tc.want) {
 			t.Errorf("%s: command = %q, want %q", tc.name, got, tc.want)
 		}
+	}
+}
+
+func TestOptionsCheck(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		o       Options
+		wantErr string // substring; "" = valid
+	}{
+		{"empty", Options{}, ""},
+		{"platform", Options{Platform: "linux/arm64"}, ""},
+		{"bad platform", Options{Platform: "linux/nope/x/y"}, "nope"},
+		{"user", Options{User: "1000:1000"}, ""},
+		{"bad name", Options{Name: "a/b"}, "a/b"},
+		{"tty without a terminal", Options{TTY: true, Stdin: strings.NewReader("")}, "-t needs standard input to be a terminal"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.o.Check()
+			if (err == nil) != (tc.wantErr == "") || err != nil && !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("Check() = %v, want error containing %q", err, tc.wantErr)
+			}
+			if err == nil {
+				p, err := tc.o.targetPlatform()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tc.o.Platform != "" && (tc.o.platform == nil || p.Architecture != tc.o.platform.Architecture) {
+					t.Errorf("Check did not keep the parsed platform: %+v", tc.o.platform)
+				}
+			}
+		})
 	}
 }

@@ -73,13 +73,9 @@ func resolve(ctx context.Context, o Options, po PullOptions) (*resolved, error) 
 	o.fill()
 	log := o.Logger
 	privateCache(o.CacheDir, log)
-	plat := pull.HostPlatform()
-	if o.Platform != "" {
-		p, err := pull.ParsePlatform(o.Platform)
-		if err != nil {
-			return nil, err
-		}
-		plat = p
+	plat, err := o.targetPlatform()
+	if err != nil {
+		return nil, err
 	}
 	popts := []pull.Option{pull.WithPlatform(plat), pull.WithPolicy(o.Pull), pull.WithLogger(log), pull.WithInsecureRegistries(po.Insecure...)}
 	var bars *progress.Bars
