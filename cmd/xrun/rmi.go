@@ -7,6 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/xrun-dev/xrun/pkg/engine"
+	"github.com/xrun-dev/xrun/pkg/pull"
 	"github.com/xrun-dev/xrun/pkg/store"
 )
 
@@ -32,9 +33,17 @@ Examples:
 		if c.NArg() == 0 {
 			return errors.New("usage: xrun rmi [--platform P] IMAGE...")
 		}
+		platform := c.String("platform")
+		if platform != "" {
+			p, err := pull.ParsePlatform(platform)
+			if err != nil {
+				return err
+			}
+			platform = pull.PlatformString(p)
+		}
 		var errs []error
 		for _, ref := range c.Args().Slice() {
-			removed, err := store.Remove(engine.DefaultCacheDir(), ref, c.String("platform"))
+			removed, err := store.Remove(engine.DefaultCacheDir(), ref, platform)
 			if !c.Bool("quiet") {
 				for _, im := range removed {
 					fmt.Fprintf(c.App.Writer, "removed %s %s %s\n", im.Ref, im.Platform, im.Digest)

@@ -4,8 +4,8 @@
 // layout is public (README "Cache") and existing caches keep working, so
 // a path here changes only with a migration.
 //
-//	blobs/sha256/<hex>          compressed blobs (pull), blobs/tmp/ their downloads
-//	index/<key>.json            ref@platform -> manifest digest (pull)
+//	blobs/sha256/<hex>          compressed blobs (store), blobs/tmp/ their downloads
+//	index/<key>.json            ref@platform -> manifest digest (store)
 //	rootfs/<key>/, <key>.used   unpacked images and their use records (rootfs)
 //	containers/<name>/          persistent named containers (sandbox)
 //	emulators/<GOARCH>/         installed qemu-user binaries (engine, binfmt)

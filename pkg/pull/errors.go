@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/xrun-dev/xrun/pkg/store"
 )
 
 // Sentinel errors; test for them with errors.Is.
@@ -27,8 +29,8 @@ var (
 	// ErrNetwork means the registry could not be reached.
 	ErrNetwork = errors.New("registry unreachable")
 	// ErrDigestMismatch means a downloaded blob did not match its digest;
-	// it was not stored.
-	ErrDigestMismatch = errors.New("digest mismatch")
+	// it was not stored. It is the store's sentinel (store.PutBlob).
+	ErrDigestMismatch = store.ErrDigestMismatch
 )
 
 // NotCachedError is the error, matching ErrNotCached, of PullNever when

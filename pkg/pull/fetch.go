@@ -28,8 +28,8 @@ func (s *Store) Fetch(ctx context.Context, img *Image, opts ...Option) error {
 func blobError(ref, what string, err error) error {
 	// go-containerregistry checks the digest itself while reading, so a
 	// corrupt blob usually fails with its "error verifying" error before
-	// ours (errDigestMismatch) can; treat both the same.
-	if errors.Is(err, errDigestMismatch) || strings.Contains(err.Error(), "error verifying sha256 checksum") {
+	// ours (ErrDigestMismatch) can; treat both the same.
+	if errors.Is(err, ErrDigestMismatch) || strings.Contains(err.Error(), "error verifying sha256 checksum") {
 		return newError(ErrDigestMismatch, err, "fetch %s of %s: the registry sent data that does not match the digest (%v): nothing was cached; retry, and tell the registry owner if it persists", what, ref, err)
 	}
 	if errors.Is(err, errPlainHTTP) || errors.Is(err, errPlainHTTPCredentials) {

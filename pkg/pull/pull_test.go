@@ -15,7 +15,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -563,42 +562,4 @@ func TestFetchConcurrent(t *testing.T) {
 		}
 	}
 	checkBlobs(t, NewStore(root))
-}
-
-func TestPutBlobCleansStaleTemp(t *testing.T) {
-	s := NewStore(t.TempDir())
-	tmp := filepath.Join(s.Root, "blobs", "tmp")
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	stale, fresh := filepath.Join(tmp, "blob-stale"), filepath.Join(tmp, "blob-fresh")
-	for _, f := range []string{stale, fresh} {
-		if err := os.WriteFile(f, []byte("x"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	old := time.Now().Add(-2 * staleTemp)
-	if err := os.Chtimes(stale, old, old); err != nil {
-		t.Fatal(err)
-	}
-	data := []byte("hello")
-	sum := sha256.Sum256(data)
-	h := v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
-	if _, err := s.putBlob(context.Background(), h, bytesOpener(data)); err != nil {
-		t.Fatalf("putBlob = %v", err)
-	}
-	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("stale temp file: stat = %v, want removed", err)
-	}
-	if _, err := os.Stat(fresh); err != nil {
-		t.Errorf("fresh temp file: stat = %v, want kept", err)
-	}
-	// A wrong digest never enters the store.
-	other := v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("0", 64)}
-	if _, err := s.putBlob(context.Background(), other, bytesOpener(data)); !errors.Is(err, ErrDigestMismatch) {
-		t.Errorf("putBlob(wrong digest) = %v, want ErrDigestMismatch", err)
-	}
-	if s.HasBlob(other) {
-		t.Errorf("putBlob(wrong digest) stored the blob")
-	}
 }

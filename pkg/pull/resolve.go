@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/xrun-dev/xrun/pkg/rootfs"
+	"github.com/xrun-dev/xrun/pkg/store"
 )
 
 // Layer is one layer blob of an image, in manifest order (base first).
@@ -80,7 +81,7 @@ func (s *Store) Resolve(ctx context.Context, ref string, opts ...Option) (*Image
 	}
 	// One process at a time resolves ref@platform: the others wait, then
 	// find its record (make -j: one manifest request, not N).
-	unlock, err := s.lock(ctx, "resolve-"+recordKey(canon, plat))
+	unlock, err := s.Lock(ctx, "resolve-"+store.RecordKey(canon, plat))
 	if err != nil {
 		return nil, fmt.Errorf("resolve %s: %w", ref, err)
 	}
@@ -93,7 +94,7 @@ func (s *Store) Resolve(ctx context.Context, ref string, opts ...Option) (*Image
 	}
 	// Keep prune from deleting the manifest and config between their
 	// download and the record that references them.
-	release, err := s.holdGC(ctx)
+	release, err := s.HoldGC(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("resolve %s: %w", ref, err)
 	}
@@ -104,14 +105,14 @@ func (s *Store) Resolve(ctx context.Context, ref string, opts ...Option) (*Image
 // cached returns the image recorded for ref@platform if its manifest and
 // config are in the store, or nil and the reason it cannot be used.
 func (s *Store) cached(ref, platform string) (*Image, string) {
-	rec, err := s.readRecord(ref, platform)
+	rec, err := s.ReadRecord(ref, platform)
 	if err != nil || rec == nil {
 		return nil, fmt.Sprintf("no index record (%v)", err)
 	}
 	if !s.HasBlob(rec.Digest) {
 		return nil, "manifest blob missing"
 	}
-	mb, err := s.readBlob(rec.Digest)
+	mb, err := s.ReadBlob(rec.Digest)
 	if err != nil {
 		return nil, err.Error()
 	}
@@ -266,8 +267,8 @@ func (s *Store) resolveAt(ctx context.Context, p *remote.Puller, ep endpoint, r 
 	if err != nil {
 		return nil, err
 	}
-	rec := &record{Ref: canon, Platform: plat, Digest: mdigest, Index: indexDigest, Selected: PlatformString(selected), Updated: time.Now().UTC()}
-	if err := s.writeRecord(rec); err != nil {
+	rec := &store.Record{Ref: canon, Platform: plat, Digest: mdigest, Index: indexDigest, Selected: PlatformString(selected), Updated: time.Now().UTC()}
+	if err := s.WriteRecord(rec); err != nil {
 		return nil, fmt.Errorf("pull %s: write cache index: %w", userRef, err)
 	}
 	log.Info("resolved", "digest", mdigest, "selected", rec.Selected, "layers", len(img.Layers), "from", repo.RegistryStr())
@@ -295,7 +296,7 @@ func (s *Store) fromIndex(ctx context.Context, p *remote.Puller, repo name.Repos
 		return nil, v1.Hash{}, none, fmt.Errorf("pull %s: store index %s: %w", userRef, desc.Digest, err)
 	}
 	if s.HasBlob(child.Digest) {
-		mbytes, err := s.readBlob(child.Digest)
+		mbytes, err := s.ReadBlob(child.Digest)
 		return mbytes, child.Digest, selected, err
 	}
 	cd, err := p.Get(ctx, repo.Digest(child.Digest.String()))

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/xrun-dev/xrun/pkg/store"
 )
 
 // Stream downloads the layers of an image that are not in the store, in
@@ -116,7 +118,7 @@ func (s *Store) Stream(ctx context.Context, img *Image, opts ...Option) (*Stream
 	}
 	log := o.logger.With("ref", img.Ref)
 	st.start = func() {
-		release, err := s.holdGC(st.ctx)
+		release, err := s.HoldGC(st.ctx)
 		if err != nil {
 			for _, i := range missing {
 				sl := st.layers[i]
@@ -220,14 +222,14 @@ func (st *Stream) skip(k int) bool {
 // and the old file stays open for them until Close.
 func (st *Stream) downloadFrom(i int, ep endpoint, p *remote.Puller, prog LayerProgress, log *slog.Logger) (bool, error) {
 	l, sl := st.img.Layers[i], st.layers[i]
-	return st.s.putBlobWatch(st.ctx, l.Digest, func() (io.ReadCloser, error) {
+	return st.s.PutBlob(st.ctx, l.Digest, func() (io.ReadCloser, error) {
 		rl, err := p.Layer(st.ctx, ep.repo.Digest(l.Digest.String()))
 		if err != nil {
 			return nil, err
 		}
 		return rl.Compressed()
-	}, blobWatch{
-		started: func(tmp string) {
+	}, store.Watch{
+		Started: func(tmp string) {
 			// Open it now, while its name is sure to exist: the writer
 			// renames it into the store when it completes.
 			rf, err := os.Open(tmp)
@@ -245,10 +247,11 @@ func (st *Stream) downloadFrom(i int, ep endpoint, p *remote.Puller, prog LayerP
 			})
 			prog.Add(-again) // the bytes of the failed endpoint come again
 		},
-		wrote:    func(n int64) { sl.set(func() { sl.written = n }) },
-		progress: prog,
-		attempts: st.o.attempts,
-		log:      log.Info,
+		Wrote:     func(n int64) { sl.set(func() { sl.written = n }) },
+		Progress:  prog,
+		Attempts:  st.o.attempts,
+		Transient: bodyTransient,
+		Log:       log.Info,
 	})
 }
 

@@ -1,6 +1,13 @@
-// Package store lists, removes and garbage-collects what the cache holds:
-// the images recorded in the pull index, their unpacked rootfs and the blobs
-// they reference (xrun images, rmi and prune).
+// Package store is the on-disk image store: the content-addressed blobs
+// (manifests, configs, layers), the index of what ref@platform resolved to
+// (what lets a run work offline), the gc lock that keeps pulls and prune
+// apart, and, on top of them, the listing, removal and garbage collection
+// of cached images with their unpacked rootfs (xrun images, rmi, prune).
+//
+// The store is its own package, not part of the registry client (pull):
+// pull writes into it and reads from it, while images, rmi and prune use it
+// without any registry. It imports neither pull nor the CLI; pkg/cache says
+// where its files live and pkg/rootfs owns the unpacked trees.
 package store
 
 import (
@@ -14,7 +21,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/xrun-dev/xrun/pkg/pull"
 	"github.com/xrun-dev/xrun/pkg/rootfs"
 )
 
@@ -32,7 +38,7 @@ type Image struct {
 
 // Images lists the images of the cache at root, most recently used first.
 func Images(root string) ([]Image, error) {
-	recs, err := pull.NewStore(root).Records()
+	recs, err := New(root).Records()
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +76,8 @@ var ErrNoMatch = errors.New("no such image in the cache")
 
 // Remove removes the images matching ref (a reference as for pull, or a
 // manifest digest or its first 12+ hex digits) and, when platform is not
-// "", that platform: their index records and rootfs. Blobs stay until
+// "", that platform (canonical os/arch[/variant], as pull.PlatformString
+// writes it): their index records and rootfs. Blobs stay until
 // Prune. A rootfs that a run holds is not removed, and neither is the
 // record that leads to it: that is an error (rootfs.ErrInUse).
 func Remove(root, ref, platform string) ([]Image, error) {
@@ -78,14 +85,7 @@ func Remove(root, ref, platform string) ([]Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	var want string
-	if platform != "" {
-		p, err := pull.ParsePlatform(platform)
-		if err != nil {
-			return nil, err
-		}
-		want = pull.PlatformString(p)
-	}
+	want := platform
 	match, err := matcher(ref)
 	if err != nil {
 		return nil, err
@@ -103,7 +103,7 @@ func Remove(root, ref, platform string) ([]Image, error) {
 		}
 		return nil, fmt.Errorf("%w: %s (see xrun images)", ErrNoMatch, what)
 	}
-	s, cache := pull.NewStore(root), rootfs.NewCache(root)
+	s, cache := New(root), rootfs.NewCache(root)
 	var removed []Image
 	var errs []error
 	for _, im := range hit {
@@ -138,7 +138,7 @@ func matcher(ref string) (func(Image) bool, error) {
 	}
 	r, err := name.ParseReference(ref)
 	if err != nil {
-		return nil, fmt.Errorf("%w %q: %v", pull.ErrInvalidReference, ref, err)
+		return nil, fmt.Errorf("invalid image reference %q: %v", ref, err)
 	}
 	canon := r.Name()
 	return func(im Image) bool { return im.Ref == canon }, nil
@@ -163,7 +163,7 @@ func (r PruneReport) Freed() int64 { return r.BlobBytes + r.RootfsBytes + r.Temp
 // holds.
 func Prune(ctx context.Context, root string) (PruneReport, error) {
 	var rep PruneReport
-	s, cache := pull.NewStore(root), rootfs.NewCache(root)
+	s, cache := New(root), rootfs.NewCache(root)
 	unlock, err := s.LockGC(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("prune: %w", err)

@@ -164,7 +164,7 @@ func TestColdCorrupt(t *testing.T) {
 	if !errors.Is(err, pull.ErrDigestMismatch) || !strings.Contains(err.Error(), "layer 2/3 "+bad.String()) {
 		t.Fatalf("Prepare = %v, want ErrDigestMismatch naming layer 2/3 %s", err, bad)
 	}
-	s := pull.NewStore(cache)
+	s := store.New(cache)
 	if s.HasBlob(bad) {
 		t.Errorf("corrupt blob stored")
 	}
@@ -249,13 +249,13 @@ func TestImagesRmiPrune(t *testing.T) {
 		t.Errorf("Prune after rmi = %+v, %v; want 4 blobs freed", rep, err)
 	}
 	for _, l := range p2.Image.Layers {
-		if !pull.NewStore(cache).HasBlob(l.Digest) {
+		if !store.New(cache).HasBlob(l.Digest) {
 			t.Errorf("prune removed a blob of the image still there: %s", l.Digest)
 		}
 	}
 
 	// An unreferenced rootfs held by a run is kept by prune.
-	if err := pull.NewStore(cache).RemoveRecord(p2.Image.Ref, "linux/arm64"); err != nil {
+	if err := store.New(cache).RemoveRecord(p2.Image.Ref, "linux/arm64"); err != nil {
 		t.Fatal(err)
 	}
 	rep, err = store.Prune(ctx, cache)

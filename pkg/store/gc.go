@@ -1,4 +1,4 @@
-package pull
+package store
 
 import (
 	"bytes"
@@ -24,8 +24,10 @@ import (
 // about to be referenced.
 const gcLock = "gc"
 
-// holdGC takes the shared gc lock; release gives it back.
-func (s *Store) holdGC(ctx context.Context) (release func(), err error) {
+// HoldGC takes the gc lock shared; release gives it back. A pull holds it
+// from the first blob it writes until the record that references them is
+// written.
+func (s *Store) HoldGC(ctx context.Context) (release func(), err error) {
 	p := cache.LockPath(s.Root, gcLock)
 	l, err := fsutil.LockFile(ctx, p, fsutil.Shared)
 	if err != nil {
@@ -37,7 +39,7 @@ func (s *Store) holdGC(ctx context.Context) (release func(), err error) {
 // LockGC takes the gc lock exclusively, waiting (until ctx is done) for
 // pulls in progress to finish, and keeps new pulls waiting until unlock.
 func (s *Store) LockGC(ctx context.Context) (unlock func(), err error) {
-	return s.lock(ctx, gcLock)
+	return s.Lock(ctx, gcLock)
 }
 
 // Record is what the index says ref resolved to for a platform.
@@ -76,12 +78,12 @@ func (s *Store) Records() ([]Record, error) {
 		if json.Unmarshal(b, &r) != nil || r.Ref == "" || r.Digest.Hex == "" {
 			continue
 		}
-		rec := Record{Ref: r.Ref, Platform: r.Platform, Selected: r.Selected, Digest: r.Digest, Index: r.Index, Updated: r.Updated}
+		rec := *r.record()
 		rec.Blobs = append(rec.Blobs, r.Digest)
 		if r.Index != nil {
 			rec.Blobs = append(rec.Blobs, *r.Index)
 		}
-		if mb, err := s.readBlob(r.Digest); err == nil {
+		if mb, err := s.ReadBlob(r.Digest); err == nil {
 			if m, err := v1.ParseManifest(bytes.NewReader(mb)); err == nil {
 				rec.Manifest = m
 				rec.Blobs = append(rec.Blobs, m.Config.Digest)
