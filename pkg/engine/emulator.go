@@ -24,6 +24,7 @@ import (
 	"github.com/xrun-dev/xrun/pkg/fsutil"
 	"github.com/xrun-dev/xrun/pkg/pull"
 	"github.com/xrun-dev/xrun/pkg/rootfs"
+	"github.com/xrun-dev/xrun/pkg/store"
 )
 
 // DefaultEmulatorImage is where `xrun emulator install` (and a run that
@@ -131,8 +132,8 @@ func InstallEmulators(ctx context.Context, o InstallOptions) (*EmulatorSource, e
 		return src, nil
 	}
 
-	store := pull.NewStore(o.CacheDir)
-	img, err := pullEmulatorImage(ctx, store, o)
+	client := pull.NewClient(store.New(o.CacheDir))
+	img, err := pullEmulatorImage(ctx, client, o)
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +149,7 @@ func InstallEmulators(ctx context.Context, o InstallOptions) (*EmulatorSource, e
 
 	var blobs []string
 	for _, l := range img.Layers {
-		blobs = append(blobs, store.BlobPath(l.Digest))
+		blobs = append(blobs, client.BlobPath(l.Digest))
 	}
 	found, err := extractEmulators(ctx, blobs, tmp)
 	if err != nil {
@@ -186,14 +187,14 @@ func (o *InstallOptions) fill() {
 }
 
 // pullEmulatorImage resolves and fetches o.Image for this host.
-func pullEmulatorImage(ctx context.Context, store *pull.Store, o InstallOptions) (*pull.Image, error) {
+func pullEmulatorImage(ctx context.Context, client *pull.Client, o InstallOptions) (*pull.Image, error) {
 	popts := []pull.Option{pull.WithPlatform(pull.HostPlatform()), pull.WithPolicy(o.Pull), pull.WithLogger(o.Logger)}
 	t0 := time.Now()
-	img, err := store.Resolve(ctx, o.Image, popts...)
+	img, err := client.Resolve(ctx, o.Image, popts...)
 	if err != nil {
 		return nil, fmt.Errorf("install emulators: %w", err)
 	}
-	if err := store.Fetch(ctx, img, popts...); err != nil {
+	if err := client.Fetch(ctx, img, popts...); err != nil {
 		return nil, fmt.Errorf("install emulators: %w", err)
 	}
 	o.Logger.Info("pulled emulator image", "ref", img.Ref, "digest", img.Digest.String(), "took", time.Since(t0).Round(time.Millisecond))

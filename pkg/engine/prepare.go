@@ -10,6 +10,7 @@ import (
 	"github.com/xrun-dev/xrun/pkg/progress"
 	"github.com/xrun-dev/xrun/pkg/pull"
 	"github.com/xrun-dev/xrun/pkg/rootfs"
+	"github.com/xrun-dev/xrun/pkg/store"
 )
 
 // Prepared is an image ready to run: its rootfs is in the cache, held
@@ -60,12 +61,12 @@ func PrepareWith(ctx context.Context, o Options, po PullOptions) (*Prepared, err
 // run decides its emulation between the two steps, so that it fails before
 // the download when the platform cannot run here.
 type resolved struct {
-	o     Options
-	po    PullOptions
-	img   *pull.Image
-	store *pull.Store
-	popts []pull.Option
-	bars  *progress.Bars
+	o      Options
+	po     PullOptions
+	img    *pull.Image
+	client *pull.Client
+	popts  []pull.Option
+	bars   *progress.Bars
 }
 
 // resolve is the first step of PrepareWith.
@@ -83,14 +84,14 @@ func resolve(ctx context.Context, o Options, po PullOptions) (*resolved, error) 
 		bars = progress.New(o.Stderr)
 		popts = append(popts, pull.WithProgress(bars))
 	}
-	store := pull.NewStore(o.CacheDir)
+	client := pull.NewClient(store.New(o.CacheDir))
 	t0 := time.Now()
-	img, err := store.Resolve(ctx, o.Image, popts...)
+	img, err := client.Resolve(ctx, o.Image, popts...)
 	if err != nil {
 		return nil, err
 	}
 	log.Info("resolved", "ref", img.Ref, "platform", pull.PlatformString(img.Platform), "digest", img.Digest.String(), "took", time.Since(t0).Round(time.Millisecond))
-	return &resolved{o: o, po: po, img: img, store: store, popts: popts, bars: bars}, nil
+	return &resolved{o: o, po: po, img: img, client: client, popts: popts, bars: bars}, nil
 }
 
 // ensure is the second step of PrepareWith: the rootfs unpacked in the
@@ -103,7 +104,7 @@ func (r *resolved) ensure(ctx context.Context) (*Prepared, error) {
 	// prune may remove it: then unpack again.
 	for attempt := 0; ; attempt++ {
 		if !cache.Has(key) {
-			if err := unpack(ctx, r.store, cache, img, r.popts, r.bars, log); err != nil {
+			if err := unpack(ctx, r.client, cache, img, r.popts, r.bars, log); err != nil {
 				return nil, err
 			}
 		}
@@ -124,9 +125,9 @@ func (r *resolved) ensure(ctx context.Context) (*Prepared, error) {
 
 // unpack streams img's layers from the registry (or the blob store) into
 // its rootfs.
-func unpack(ctx context.Context, store *pull.Store, cache *rootfs.Cache, img *pull.Image, popts []pull.Option, bars *progress.Bars, log *slog.Logger) error {
+func unpack(ctx context.Context, client *pull.Client, cache *rootfs.Cache, img *pull.Image, popts []pull.Option, bars *progress.Bars, log *slog.Logger) error {
 	t0 := time.Now()
-	st, err := store.Stream(ctx, img, popts...)
+	st, err := client.Stream(ctx, img, popts...)
 	if err != nil {
 		return err
 	}

@@ -14,7 +14,7 @@ import (
 // calls, in this process or others, download each blob once.
 // With PullNever, a missing blob is ErrNotCached. Fetch is Stream without a
 // reader.
-func (s *Store) Fetch(ctx context.Context, img *Image, opts ...Option) error {
+func (s *Client) Fetch(ctx context.Context, img *Image, opts ...Option) error {
 	st, err := s.Stream(ctx, img, opts...)
 	if err != nil {
 		return err

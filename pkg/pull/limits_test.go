@@ -37,14 +37,14 @@ func TestConfigSizeLimit(t *testing.T) {
 	}
 
 	want := "image config size exceeds the limit of 16 KiB (XRUN_MAX_CONFIG_SIZE): set XRUN_MAX_CONFIG_SIZE higher to allow it"
-	check := func(s *Store) {
+	check := func(s *Client) {
 		t.Helper()
 		_, err := s.Resolve(context.Background(), ref, testOpts(p)...)
 		if err == nil || !strings.Contains(err.Error(), want) || !errors.Is(err, rootfs.ErrTooLarge) || strings.Contains(err.Error(), "\n") {
 			t.Fatalf("Resolve with a 64 KiB config and a 16 KiB limit = %v, want %q", err, want)
 		}
 	}
-	s := NewStore(t.TempDir())
+	s := newClient(t.TempDir())
 	t.Setenv(EnvMaxConfigSize, "16K")
 	check(s)
 	if s.HasBlob(m.Config.Digest) || tr.blobGets(m.Config.Digest) != 0 {

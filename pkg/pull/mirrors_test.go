@@ -318,7 +318,7 @@ func TestMirrorFallback(t *testing.T) {
 	var logb bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logb, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	opts := testOpts(p, WithRegistriesConf(conf), withBackoff(fastBackoff), WithLogger(log))
-	s := NewStore(t.TempDir())
+	s := newClient(t.TempDir())
 	got, err := s.Resolve(context.Background(), ref, opts...)
 	if err != nil {
 		t.Fatalf("Resolve(%q) through failing mirrors = %v", ref, err)
@@ -369,7 +369,7 @@ func TestMirrorManifestDigest(t *testing.T) {
 	conf := filepath.Join(t.TempDir(), "registries.conf")
 	writeConf(t, conf, reg(up.host, up.host, mirror.host))
 	opts := testOpts(p, WithRegistriesConf(conf), withBackoff(fastBackoff))
-	s := NewStore(t.TempDir())
+	s := newClient(t.TempDir())
 	ref := up.host + "/app@" + d.String()
 	got, err := s.Resolve(context.Background(), ref, opts...)
 	if err != nil {
@@ -419,13 +419,13 @@ func TestMirrorBlocked(t *testing.T) {
 	conf := filepath.Join(t.TempDir(), "registries.conf")
 	writeConf(t, conf, reg(up.host+"/app", up.host+"/app")+"blocked = true\n")
 	before := up.requests()
-	_, err := NewStore(t.TempDir()).Resolve(context.Background(), up.host+"/app:1", testOpts(p, WithRegistriesConf(conf))...)
+	_, err := newClient(t.TempDir()).Resolve(context.Background(), up.host+"/app:1", testOpts(p, WithRegistriesConf(conf))...)
 	if !errors.Is(err, ErrBlocked) || up.requests() != before {
 		t.Errorf("Resolve of a blocked registry = %v after %d requests, want ErrBlocked and none", err, up.requests()-before)
 	}
 	// Another repository of the same registry is not blocked.
 	pushImage(t, up.host+"/other:1", mkImage(t, p, 1))
-	if _, err := NewStore(t.TempDir()).Resolve(context.Background(), up.host+"/other:1", testOpts(p, WithRegistriesConf(conf))...); err != nil {
+	if _, err := newClient(t.TempDir()).Resolve(context.Background(), up.host+"/other:1", testOpts(p, WithRegistriesConf(conf))...); err != nil {
 		t.Errorf("Resolve of another repository = %v", err)
 	}
 }
@@ -448,7 +448,7 @@ func TestMirrorCredentials(t *testing.T) {
 	ctx := context.Background()
 
 	// No credentials for the mirror: the upstream serves the image.
-	s := NewStore(t.TempDir())
+	s := newClient(t.TempDir())
 	got, err := s.Resolve(ctx, ref, opts...)
 	if want, _ := img.Digest(); err != nil || got.Digest != want {
 		t.Fatalf("Resolve without the mirror's credentials = %v, %v; want %v from the upstream", got, err, want)
@@ -458,7 +458,7 @@ func TestMirrorCredentials(t *testing.T) {
 	// mirror serves its own image.
 	auth := base64.StdEncoding.EncodeToString([]byte("me:secret"))
 	writeFile(t, filepath.Join(home, "config", "containers", "auth.json"), `{"auths":{"`+mirror.host+`":{"auth":"`+auth+`"}}}`)
-	s = NewStore(t.TempDir())
+	s = newClient(t.TempDir())
 	got, err = s.Resolve(ctx, ref, opts...)
 	if err != nil {
 		t.Fatalf("Resolve with the mirror's credentials = %v", err)
@@ -528,7 +528,7 @@ func TestMirrorFailsFast(t *testing.T) {
 	conf := filepath.Join(t.TempDir(), "registries.conf")
 	writeConf(t, conf, reg(up.host, up.host, e500.host))
 	opts := []Option{WithPlatform(p), WithRegistriesConf(conf)} // the default backoff
-	s := NewStore(t.TempDir())
+	s := newClient(t.TempDir())
 	start := time.Now()
 	img, err := s.Resolve(context.Background(), ref, opts...)
 	if err == nil {

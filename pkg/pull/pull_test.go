@@ -25,6 +25,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/xrun-dev/xrun/pkg/store"
 )
 
 // testRegistry is an in-process registry. wrap, if set, wraps its handler
@@ -201,7 +203,7 @@ func TestResolveSelectsPlatform(t *testing.T) {
 		{"/old:1", "linux/arm/v7", oldDigests["linux/arm/v6"], "linux/arm/v6"},
 		{"/old:1", "linux/arm/v5", oldDigests["linux/arm/v5"], "linux/arm/v5"},
 	} {
-		s := NewStore(t.TempDir())
+		s := newClient(t.TempDir())
 		ref := tr.host + tt.ref
 		img, err := s.Resolve(context.Background(), ref, testOpts(mustPlatform(t, tt.platform))...)
 		if err != nil {
@@ -230,7 +232,7 @@ func TestResolveImageFields(t *testing.T) {
 	img := mkImage(t, mustPlatform(t, "linux/arm64"), 3)
 	ref := tr.host + "/single:v1"
 	d := pushImage(t, ref, img)
-	s := NewStore(t.TempDir())
+	s := newClient(t.TempDir())
 	got, err := s.Resolve(context.Background(), ref, testOpts(mustPlatform(t, "linux/arm64"))...)
 	if err != nil {
 		t.Fatalf("Resolve(%q) = %v", ref, err)
@@ -277,7 +279,7 @@ func TestResolveErrors(t *testing.T) {
 		if tt.want == ErrNotCached {
 			opts = append(opts, WithPolicy(PullNever))
 		}
-		_, err := NewStore(t.TempDir()).Resolve(context.Background(), tt.ref, opts...)
+		_, err := newClient(t.TempDir()).Resolve(context.Background(), tt.ref, opts...)
 		if !errors.Is(err, tt.want) || !strings.Contains(err.Error(), tt.msg) {
 			t.Errorf("Resolve(%q, %s) = %v, want %v containing %q", tt.ref, tt.platform, err, tt.want, tt.msg)
 		}
@@ -293,7 +295,7 @@ func TestResolveOffline(t *testing.T) {
 	idx, digests := mkIndex(t, multiPlatforms...)
 	ref := tr.host + "/multi:latest"
 	pushIndex(t, ref, idx)
-	s := NewStore(t.TempDir())
+	s := newClient(t.TempDir())
 	arm64 := mustPlatform(t, "linux/arm64")
 	first, err := s.Resolve(context.Background(), ref, testOpts(arm64)...)
 	if err != nil {
@@ -338,7 +340,7 @@ func TestResolvePullAlways(t *testing.T) {
 	p := mustPlatform(t, "linux/arm64")
 	ref := tr.host + "/app:latest"
 	d1 := pushImage(t, ref, mkImage(t, p, 1))
-	s := NewStore(t.TempDir())
+	s := newClient(t.TempDir())
 	resolve := func(pol Policy) v1.Hash {
 		t.Helper()
 		img, err := s.Resolve(context.Background(), ref, testOpts(p, WithPolicy(pol))...)
@@ -372,7 +374,7 @@ func TestResolveDigestPinned(t *testing.T) {
 	idx, digests := mkIndex(t, multiPlatforms...)
 	idxDigest := pushIndex(t, tr.host+"/multi:latest", idx)
 	ref := tr.host + "/multi@" + idxDigest.String()
-	s := NewStore(t.TempDir())
+	s := newClient(t.TempDir())
 	p := mustPlatform(t, "linux/arm/v7")
 	img, err := s.Resolve(context.Background(), ref, testOpts(p)...)
 	if err != nil {
@@ -407,7 +409,10 @@ func TestShortNameCanonical(t *testing.T) {
 
 // checkBlobs checks that every file in blobs/sha256 hashes to its name and
 // that blobs/tmp is empty.
-func checkBlobs(t *testing.T, s *Store) {
+// newClient is a client over a store at root.
+func newClient(root string) *Client { return NewClient(store.New(root)) }
+
+func checkBlobs(t *testing.T, s *Client) {
 	t.Helper()
 	dir := filepath.Join(s.Root, "blobs", "sha256")
 	entries, _ := os.ReadDir(dir)
@@ -432,7 +437,7 @@ func TestFetch(t *testing.T) {
 	p := mustPlatform(t, "linux/riscv64")
 	ref := tr.host + "/app:1"
 	pushImage(t, ref, mkImage(t, p, 3))
-	s := NewStore(filepath.Join(t.TempDir(), "cache"))
+	s := newClient(filepath.Join(t.TempDir(), "cache"))
 	img, err := s.Resolve(context.Background(), ref, testOpts(p)...)
 	if err != nil {
 		t.Fatalf("Resolve(%q) = %v", ref, err)
@@ -509,7 +514,7 @@ func TestFetchCorruptBlob(t *testing.T) {
 	p := mustPlatform(t, "linux/arm64")
 	ref := tr.host + "/app:1"
 	pushImage(t, ref, mkImage(t, p, 3))
-	s := NewStore(t.TempDir())
+	s := newClient(t.TempDir())
 	img, err := s.Resolve(context.Background(), ref, testOpts(p)...)
 	if err != nil {
 		t.Fatalf("Resolve(%q) = %v", ref, err)
@@ -540,8 +545,8 @@ func TestFetchConcurrent(t *testing.T) {
 	errs := make([]error, 8)
 	for i := range errs {
 		wg.Go(func() {
-			// One Store per goroutine, like separate xrun processes.
-			s := NewStore(root)
+			// One client and store per goroutine, like separate xrun processes.
+			s := newClient(root)
 			got, err := s.Resolve(context.Background(), ref, testOpts(p)...)
 			if err == nil {
 				err = s.Fetch(context.Background(), got, testOpts(p, WithJobs(2))...)
@@ -561,5 +566,5 @@ func TestFetchConcurrent(t *testing.T) {
 			t.Errorf("blob %v downloaded %d times, want 1", l.Digest, got)
 		}
 	}
-	checkBlobs(t, NewStore(root))
+	checkBlobs(t, newClient(root))
 }

@@ -71,7 +71,7 @@ func TestAuth(t *testing.T) {
 	ctx := context.Background()
 
 	// No credentials: a 401 that says to log in.
-	_, err := NewStore(t.TempDir()).Resolve(ctx, ref, WithPlatform(p))
+	_, err := newClient(t.TempDir()).Resolve(ctx, ref, WithPlatform(p))
 	if err == nil || !strings.Contains(err.Error(), "access denied") || !strings.Contains(err.Error(), "log in") {
 		t.Errorf("Resolve without credentials = %v, want an access denied error that says to log in", err)
 	}
@@ -112,7 +112,7 @@ func TestAuth(t *testing.T) {
 				os.RemoveAll(filepath.Join(home, d))
 			}
 			tc.setup(t)
-			s := NewStore(t.TempDir())
+			s := newClient(t.TempDir())
 			img, err := s.Resolve(ctx, ref, WithPlatform(p))
 			if err != nil {
 				t.Fatalf("Resolve with credentials = %v", err)
@@ -221,7 +221,7 @@ func TestRetry(t *testing.T) {
 		pushImage(t, ref, mkImage(t, p, 2))
 		manifests.Store(0)
 		blobs.Store(0)
-		s := NewStore(t.TempDir())
+		s := newClient(t.TempDir())
 		img, err := s.Resolve(ctx, ref, testOpts(p, withBackoff(fastBackoff))...)
 		if err != nil {
 			t.Fatalf("Resolve = %v", err)
@@ -237,7 +237,7 @@ func TestRetry(t *testing.T) {
 		var n atomic.Int32
 		tr := newTestRegistry(t, failFirst("/manifests/", 1000, 503, &n))
 		ref := tr.host + "/down:1"
-		_, err := NewStore(t.TempDir()).Resolve(ctx, ref, testOpts(p, withBackoff(fastBackoff))...)
+		_, err := newClient(t.TempDir()).Resolve(ctx, ref, testOpts(p, withBackoff(fastBackoff))...)
 		if !errors.Is(err, ErrNetwork) || !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), "try again later") {
 			t.Errorf("Resolve against a failing registry = %v, want ErrNetwork saying 503 and to try again later", err)
 		}
@@ -296,7 +296,7 @@ func TestStreamResumesCutBody(t *testing.T) {
 	ref := tr.host + "/cut:1"
 	pushImage(t, ref, mkImage(t, p, 1))
 	n.Store(1) // the config downloads whole
-	s := NewStore(t.TempDir())
+	s := newClient(t.TempDir())
 	img, err := s.Resolve(context.Background(), ref, testOpts(p)...)
 	if err != nil {
 		t.Fatal(err)
@@ -354,7 +354,7 @@ func TestStreamReadsWhileDownloading(t *testing.T) {
 	p := mustPlatform(t, "linux/arm64")
 	ref := tr.host + "/slow:1"
 	pushImage(t, ref, mkImage(t, p, 1))
-	s := NewStore(t.TempDir())
+	s := newClient(t.TempDir())
 	img, err := s.Resolve(context.Background(), ref, testOpts(p)...)
 	if err != nil {
 		t.Fatal(err)
@@ -403,7 +403,7 @@ func TestStreamCorruptBlob(t *testing.T) {
 	p := mustPlatform(t, "linux/arm64")
 	ref := tr.host + "/bad:1"
 	pushImage(t, ref, mkImage(t, p, 2))
-	s := NewStore(t.TempDir())
+	s := newClient(t.TempDir())
 	img, err := s.Resolve(context.Background(), ref, testOpts(p)...)
 	if err != nil {
 		t.Fatal(err)

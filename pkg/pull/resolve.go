@@ -54,7 +54,7 @@ const userAgent = "xrun"
 // PullNever does the same but returns ErrNotCached on a miss. PullAlways asks
 // the registry again and updates the cached resolution, except for cached
 // digest-pinned references (REF@sha256:...), which cannot change.
-func (s *Store) Resolve(ctx context.Context, ref string, opts ...Option) (*Image, error) {
+func (s *Client) Resolve(ctx context.Context, ref string, opts ...Option) (*Image, error) {
 	o := makeOptions(opts)
 	r, err := o.parseRef(ref)
 	if err != nil {
@@ -104,7 +104,7 @@ func (s *Store) Resolve(ctx context.Context, ref string, opts ...Option) (*Image
 
 // cached returns the image recorded for ref@platform if its manifest and
 // config are in the store, or nil and the reason it cannot be used.
-func (s *Store) cached(ref, platform string) (*Image, string) {
+func (s *Client) cached(ref, platform string) (*Image, string) {
 	rec, err := s.ReadRecord(ref, platform)
 	if err != nil || rec == nil {
 		return nil, fmt.Sprintf("no index record (%v)", err)
@@ -163,7 +163,7 @@ func (o *options) puller() (*remote.Puller, error) {
 // then its registry) in turn: a failing mirror (unreachable, an error, no
 // such image, data that does not match its digest) is skipped with a
 // warning; the error of the last endpoint, the upstream, is returned.
-func (s *Store) resolveRemote(ctx context.Context, r name.Reference, userRef string, want v1.Platform, o *options) (*Image, error) {
+func (s *Client) resolveRemote(ctx context.Context, r name.Reference, userRef string, want v1.Platform, o *options) (*Image, error) {
 	log := o.logger.With("ref", r.Name(), "platform", PlatformString(want))
 	eps, err := o.endpointsFor(r)
 	if err != nil {
@@ -200,7 +200,7 @@ func at(repo name.Repository, r name.Reference) name.Reference {
 
 // resolveAt resolves r from one endpoint and records the result under r's
 // own name, whatever endpoint served it.
-func (s *Store) resolveAt(ctx context.Context, p *remote.Puller, ep endpoint, r name.Reference, userRef string, want v1.Platform, o *options) (*Image, error) {
+func (s *Client) resolveAt(ctx context.Context, p *remote.Puller, ep endpoint, r name.Reference, userRef string, want v1.Platform, o *options) (*Image, error) {
 	canon, plat := r.Name(), PlatformString(want)
 	log := o.logger.With("ref", canon, "platform", plat)
 	repo := ep.repo
@@ -279,7 +279,7 @@ func (s *Store) resolveAt(ctx context.Context, p *remote.Puller, ep endpoint, r 
 // store too) and returns its bytes, digest and platform: from the store if
 // present, else fetched by digest from repo (go-containerregistry checks
 // it against the digest).
-func (s *Store) fromIndex(ctx context.Context, p *remote.Puller, repo name.Repository, desc *remote.Descriptor, userRef string, want v1.Platform) ([]byte, v1.Hash, v1.Platform, error) {
+func (s *Client) fromIndex(ctx context.Context, p *remote.Puller, repo name.Repository, desc *remote.Descriptor, userRef string, want v1.Platform) ([]byte, v1.Hash, v1.Platform, error) {
 	var none v1.Platform
 	idx, err := v1.ParseIndexManifest(bytes.NewReader(desc.Manifest))
 	if err != nil {
@@ -311,7 +311,7 @@ func (s *Store) fromIndex(ctx context.Context, p *remote.Puller, repo name.Repos
 
 // fetchConfig stores the config blob of m, fetched from repo if missing,
 // and parses it.
-func (s *Store) fetchConfig(ctx context.Context, p *remote.Puller, repo name.Repository, userRef string, m *v1.Manifest) (*v1.ConfigFile, error) {
+func (s *Client) fetchConfig(ctx context.Context, p *remote.Puller, repo name.Repository, userRef string, m *v1.Manifest) (*v1.ConfigFile, error) {
 	cdig := m.Config.Digest
 	// The config is read whole into memory: bound it, by its declared
 	// size and by what is actually read (the descriptor may lie).

@@ -72,7 +72,7 @@ func TestNoPasswordOverPlainHTTP(t *testing.T) {
 	ref := remote + "/private:1"
 	opts := testOpts(p, WithTransport(spy), WithInsecureRegistries(remote), WithKeychain(staticKeychain{"me", "secret"}))
 
-	_, err := NewStore(t.TempDir()).Resolve(context.Background(), ref, opts...)
+	_, err := newClient(t.TempDir()).Resolve(context.Background(), ref, opts...)
 	if err == nil || !errors.Is(err, errPlainHTTPCredentials) {
 		t.Fatalf("Resolve(%s) with a password over plain HTTP = %v, want it refused", ref, err)
 	}
@@ -85,7 +85,7 @@ func TestNoPasswordOverPlainHTTP(t *testing.T) {
 
 	// The user's explicit opt-in.
 	t.Setenv(EnvInsecureCredentials, remote)
-	if _, err := NewStore(t.TempDir()).Resolve(context.Background(), ref, opts...); err != nil {
+	if _, err := newClient(t.TempDir()).Resolve(context.Background(), ref, opts...); err != nil {
 		t.Fatalf("Resolve(%s) with %s=%s: %v", ref, EnvInsecureCredentials, remote, err)
 	}
 	if sawPassword.Load() == 0 {
@@ -94,7 +94,7 @@ func TestNoPasswordOverPlainHTTP(t *testing.T) {
 
 	// On this machine, no opt-in is needed.
 	t.Setenv(EnvInsecureCredentials, "")
-	if _, err := NewStore(t.TempDir()).Resolve(context.Background(), tr.host+"/private:1", testOpts(p, WithKeychain(staticKeychain{"me", "secret"}))...); err != nil {
+	if _, err := newClient(t.TempDir()).Resolve(context.Background(), tr.host+"/private:1", testOpts(p, WithKeychain(staticKeychain{"me", "secret"}))...); err != nil {
 		t.Errorf("Resolve from a loopback registry with a password: %v", err)
 	}
 }
@@ -127,7 +127,7 @@ func TestLocalhostNamesSkipDNS(t *testing.T) {
 		}
 		for _, host := range []string{"registry.localhost", "Foo.Bar.LOCALHOST", "localhost"} {
 			ref := host + ":" + port + "/app:1"
-			if _, err := NewStore(t.TempDir()).Resolve(context.Background(), ref, testOpts(p, WithTransport(base))...); err != nil {
+			if _, err := newClient(t.TempDir()).Resolve(context.Background(), ref, testOpts(p, WithTransport(base))...); err != nil {
 				t.Errorf("proxy %v: Resolve(%s): %v", proxy, ref, err)
 			}
 		}
@@ -178,7 +178,7 @@ func TestStreamIdleTimeout(t *testing.T) {
 	ref := tr.host + "/stall:1"
 	pushImage(t, ref, mkImage(t, p, 1))
 	n.Store(1) // the config downloads whole
-	s := NewStore(t.TempDir())
+	s := newClient(t.TempDir())
 	img, err := s.Resolve(context.Background(), ref, testOpts(p)...)
 	if err != nil {
 		t.Fatal(err)
@@ -251,7 +251,7 @@ func TestManifestIdleTimeout(t *testing.T) {
 	pushImage(t, ref, mkImage(t, p, 1))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err := NewStore(t.TempDir()).Resolve(ctx, ref, testOpts(p, withIdleTimeout(200*time.Millisecond))...)
+	_, err := newClient(t.TempDir()).Resolve(ctx, ref, testOpts(p, withIdleTimeout(200*time.Millisecond))...)
 	if err == nil || !strings.Contains(err.Error(), "the registry stopped sending") || ctx.Err() != nil {
 		t.Errorf("Resolve from a registry that stalls mid-manifest = %v (ctx %v), want the idle error", err, ctx.Err())
 	}

@@ -28,7 +28,7 @@ import (
 // read (the rootfs was published by another process meanwhile) costs
 // nothing. Close cancels what is left and waits for it.
 type Stream struct {
-	s      *Store
+	s      *Client
 	img    *Image
 	o      *options
 	ctx    context.Context
@@ -79,7 +79,7 @@ func (l *streamLayer) set(f func()) {
 
 // Stream prepares the download of img's missing layers (see Stream). With
 // PullNever, a missing layer is ErrNotCached.
-func (s *Store) Stream(ctx context.Context, img *Image, opts ...Option) (*Stream, error) {
+func (s *Client) Stream(ctx context.Context, img *Image, opts ...Option) (*Stream, error) {
 	o := makeOptions(opts)
 	st := &Stream{s: s, img: img, o: o, layers: make([]*streamLayer, len(img.Layers)), failed: map[int]bool{}}
 	var missing []int

@@ -10,30 +10,29 @@ import (
 	"github.com/xrun-dev/xrun/pkg/store"
 )
 
-// Store is the registry client over an on-disk image store: Resolve, Fetch
-// and Stream talk to registries and keep what they get in the embedded
-// store.Store (blobs, index records, gc lock), which also answers offline
-// runs. The store itself lives in pkg/store; this type only adds the
-// registry side. The zero value is not usable; use NewStore.
-type Store struct {
+// Client is the registry client over an on-disk image store: Resolve,
+// Fetch and Stream talk to registries and keep what they get in the
+// embedded store.Store (blobs, index records, gc lock), which also answers
+// offline runs. The store itself lives in pkg/store; this type only adds
+// the registry side. The zero value is not usable; use NewClient.
+type Client struct {
 	*store.Store
 }
 
-// NewStore returns the registry client over the store rooted at root.
-// Directories are created on first write.
-func NewStore(root string) *Store {
-	return &Store{Store: store.New(root)}
+// NewClient returns the registry client that keeps what it pulls in s.
+func NewClient(s *store.Store) *Client {
+	return &Client{Store: s}
 }
 
 // putBlob is store.PutBlob for a small blob (manifest, index, config): a
 // body cut short by a transient error is fetched again up to 3 times.
-func (s *Store) putBlob(ctx context.Context, h v1.Hash, open func() (io.ReadCloser, error)) (bool, error) {
+func (s *Client) putBlob(ctx context.Context, h v1.Hash, open func() (io.ReadCloser, error)) (bool, error) {
 	return s.PutBlob(ctx, h, open, store.Watch{Attempts: 3, Transient: bodyTransient})
 }
 
 // readConfigBlob reads config blob h, which must be in the store, of at
 // most max bytes (one cached before that limit existed may be larger).
-func (s *Store) readConfigBlob(h v1.Hash, max int64) ([]byte, error) {
+func (s *Client) readConfigBlob(h v1.Hash, max int64) ([]byte, error) {
 	f, err := os.Open(s.BlobPath(h))
 	if err != nil {
 		return nil, err
