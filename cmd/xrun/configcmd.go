@@ -105,17 +105,26 @@ func configShow(c *cli.Context) error {
 	return nil
 }
 
-func configTrust(c *cli.Context) error {
-	pol, err := policy()
-	if err != nil {
-		return err
+// trustTarget is the policy and the file that config trust or untrust
+// (c.Command.Name) acts on; named as for configFileArg.
+func trustTarget(c *cli.Context) (pol config.Policy, path string, named bool, err error) {
+	if pol, err = policy(); err != nil {
+		return pol, "", false, err
 	}
-	path, named, err := configFileArg(c, pol)
-	if err != nil {
-		return err
+	if path, named, err = configFileArg(c, pol); err != nil {
+		return pol, "", false, err
 	}
 	if path == "" {
-		return errors.New("no .xrun.yaml applies here: name the file to trust (xrun config trust FILE)")
+		verb := c.Command.Name
+		return pol, "", false, fmt.Errorf("no .xrun.yaml applies here: name the file to %s (xrun config %s FILE)", verb, verb)
+	}
+	return pol, path, named, nil
+}
+
+func configTrust(c *cli.Context) error {
+	pol, path, named, err := trustTarget(c)
+	if err != nil {
+		return err
 	}
 	real, sum, why, err := config.Inspect(path, pol.UID)
 	if err != nil {
@@ -144,16 +153,9 @@ func configTrust(c *cli.Context) error {
 }
 
 func configUntrust(c *cli.Context) error {
-	pol, err := policy()
+	pol, path, _, err := trustTarget(c)
 	if err != nil {
 		return err
-	}
-	path, _, err := configFileArg(c, pol)
-	if err != nil {
-		return err
-	}
-	if path == "" {
-		return errors.New("no .xrun.yaml applies here: name the file to untrust (xrun config untrust FILE)")
 	}
 	if pol.Trust == nil {
 		return nil // no list: nothing is trusted
