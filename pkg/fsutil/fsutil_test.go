@@ -74,3 +74,19 @@ func TestLockFile(t *testing.T) {
 		t.Error("locked through a symlink")
 	}
 }
+
+func TestReadDirIfExists(t *testing.T) {
+	dir := t.TempDir()
+	if ents, err := ReadDirIfExists(filepath.Join(dir, "missing")); err != nil || ents != nil {
+		t.Errorf("missing dir: %v, %v; want nil, nil", ents, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "f"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if ents, err := ReadDirIfExists(dir); err != nil || len(ents) != 1 {
+		t.Errorf("dir with one file: %v, %v", ents, err)
+	}
+	if _, err := ReadDirIfExists(filepath.Join(dir, "f")); err == nil {
+		t.Error("a file: no error")
+	}
+}

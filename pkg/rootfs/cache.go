@@ -54,10 +54,7 @@ func (c *Cache) Has(key string) bool {
 
 // Keys lists the published keys (for garbage collection).
 func (c *Cache) Keys() ([]string, error) {
-	ents, err := os.ReadDir(c.rootfsDir())
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
+	ents, err := fsutil.ReadDirIfExists(c.rootfsDir())
 	if err != nil {
 		return nil, fmt.Errorf("list rootfs cache: %w", err)
 	}

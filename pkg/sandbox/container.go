@@ -204,10 +204,7 @@ type ContainerInfo struct {
 // ListContainers returns the named containers in cacheDir, sorted by name.
 // Directories without readable metadata are listed with the name only.
 func ListContainers(cacheDir string) ([]ContainerInfo, error) {
-	entries, err := os.ReadDir(containersDir(cacheDir))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
+	entries, err := fsutil.ReadDirIfExists(containersDir(cacheDir))
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", err)
 	}

@@ -58,10 +58,7 @@ type Record struct {
 // Records lists the index: one Record per ref@platform resolved. Corrupt
 // records are skipped.
 func (s *Store) Records() ([]Record, error) {
-	ents, err := os.ReadDir(s.indexDir())
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
+	ents, err := fsutil.ReadDirIfExists(s.indexDir())
 	if err != nil {
 		return nil, fmt.Errorf("list cache index: %w", err)
 	}
@@ -118,10 +115,7 @@ type BlobInfo struct {
 // Blobs lists the blobs in the store.
 func (s *Store) Blobs() ([]BlobInfo, error) {
 	dir := cache.BlobsDir(s.Root, "sha256")
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
+	ents, err := fsutil.ReadDirIfExists(dir)
 	if err != nil {
 		return nil, fmt.Errorf("list blobs: %w", err)
 	}
