@@ -40,6 +40,8 @@ install -m 755 "$REPO/bin/xrun" "$W/xrun"
 asu() { (cd "$U/w" && setpriv --reuid=$BUSER --regid=$BUSER --init-groups env -i HOME="$U/home" USER=$BUSER \
 	LOGNAME=$BUSER PATH="$W:/usr/bin:/bin" XDG_RUNTIME_DIR="$U/run" XRUN_CACHE="$U/cache" LANG=C.UTF-8 "$@"); }
 asu mkdir -p -m 700 "$U/home" "$U/run"
+# Wall and CPU time (user+sys of xrun and everything under it: less load-dependent than wall time).
+XT=(/usr/bin/time -f "  time: %e s wall, %U s user, %S s sys")
 # xr emu|acc|accssp CMD: CMD (a shell line) in the container, emulated or accelerated.
 xr() {
 	local mode=$1 v=()
@@ -51,7 +53,7 @@ xr() {
 		for f in collect2 lto-wrapper lto1 liblto_plugin.so; do v+=(-v "$T/gcc/$f:$G/$f:ro"); done
 	fi
 	[ "$mode" = accssp ] && v+=(-e XRUN_ACCEL_SSP_NATIVE=1)
-	asu xrun --platform linux/arm64 --name accel-proto -e DEBIAN_FRONTEND=noninteractive "${v[@]}" "$IMG" -- sh -c "$*"
+	asu "${XT[@]}" xrun --platform linux/arm64 --name accel-proto -e DEBIAN_FRONTEND=noninteractive "${v[@]}" "$IMG" -- sh -c "$*"
 }
 
 # timed LABEL CMD...: run CMD (a function is fine), then print LABEL and its wall time.
@@ -155,11 +157,17 @@ if want zlib; then
 	fi
 	rm -rf "$U/w/zsrc" && mkdir "$U/w/zsrc" && tar -xf "$S"/zlib_*.orig.tar.* -C "$U/w/zsrc" --strip-components=1
 	cp "$HERE/zjob.sh" "$U/w/" && chown -R $BUSER: "$U/w"
-	for m in emu acc; do
-		timed "zlib $m (incl. xrun start)" xr $m "sh $U/w/zjob.sh $U/w/zsrc $U/w/z-$m" | tee "$W/zlib-$m.txt"
-	done
-	timed "zlib native (host gcc, no xrun)" asu sh "$U/w/zjob.sh" "$U/w/zsrc" "$U/w/z-native" | tee "$W/zlib-native.txt"
+	# The machine is shared and drifts: emu once, then acc and native in ABBA order.
+	for m in emu acc native native acc; do
+		if [ $m = native ]; then
+			echo "zlib native (host gcc, no container):"
+			asu "${XT[@]}" sh "$U/w/zjob.sh" "$U/w/zsrc" "$U/w/z-native"
+		else
+			echo "zlib $m:"
+			xr $m "sh $U/w/zjob.sh $U/w/zsrc $U/w/z-$m"
+		fi
+	done 2>&1 | tee "$W/zlib-times.txt"
 	cd "$U/w"
-	for o in z-emu/*.o z-emu/*.a z-emu/libz.so.*.*.*; do cmp -s "$o" "z-acc/${o#z-emu/}" && echo "same ${o#z-emu/}" || echo "DIFF ${o#z-emu/}"; done |
+	for o in z-emu/*.o z-emu/*.a z-emu/libz.so.*.*.* z-emu/example z-emu/minigzip; do cmp -s "$o" "z-acc/${o#z-emu/}" && echo "same ${o#z-emu/}" || echo "DIFF ${o#z-emu/}"; done |
 		tee "$W/zlib-cmp.txt" | awk '{print $1}' | uniq -c
 fi
