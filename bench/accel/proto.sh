@@ -3,8 +3,8 @@
 # (bench/accel/NOTES.md has the figures and the conclusions). Run as root on a
 # machine prepared by hack/setup.sh, after `make build`, from a checkout:
 #
-#   sudo bench/accel/proto.sh              # everything (about 15 minutes on 2 vCPUs)
-#   sudo ACCEL_ONLY=probe bench/accel/proto.sh   # sections: setup,probe,ssp,zlib
+#   sudo bench/accel/proto.sh              # everything (20-30 minutes on 2 loaded vCPUs)
+#   sudo ACCEL_ONLY=probe bench/accel/proto.sh   # sections: setup,probe,ssp,zlib,drv
 #
 # Every xrun run is as the unprivileged user xruntest, in one named arm64
 # container (accel-proto) where apt installed gcc g++ libc6-dev make.
@@ -24,7 +24,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 W=${ACCEL_WORK:-/var/tmp/xrun-accel}     # root-owned: registry, tree, sources
 U=${ACCEL_USERDIR:-/tmp/xacc}            # xruntest's: cache, the bound work dir
-ONLY=${ACCEL_ONLY:-setup,probe,ssp,zlib}
+ONLY=${ACCEL_ONLY:-setup,probe,ssp,zlib,drv}
 PORT=${ACCEL_PORT:-5517}
 IMG=127.0.0.1:$PORT/xrun-test/debian:bookworm-arm64
 BUSER=xruntest
@@ -170,4 +170,10 @@ if want zlib; then
 	cd "$U/w"
 	for o in z-emu/*.o z-emu/*.a z-emu/libz.so.*.*.* z-emu/example z-emu/minigzip; do cmp -s "$o" "z-acc/${o#z-emu/}" && echo "same ${o#z-emu/}" || echo "DIFF ${o#z-emu/}"; done |
 		tee "$W/zlib-cmp.txt" | awk '{print $1}' | uniq -c
+fi
+
+if want drv; then
+	log "per-call costs in the container (drv.sh), accelerated then emulated"
+	cp "$HERE/drv.sh" "$U/w/" && chown $BUSER: "$U/w/drv.sh"
+	for m in acc emu; do echo "$m:"; xr $m "sh $U/w/drv.sh"; done 2>&1 | tee "$W/drv.txt"
 fi
