@@ -247,12 +247,12 @@ func TestRetry(t *testing.T) {
 	})
 }
 
-// cutBody serves only the first half of the first response of blob bodies,
-// then breaks the connection.
-func cutBody(count *atomic.Int32) func(http.Handler) http.Handler {
+// halfResponse serves only the first half of the responses match selects,
+// then calls after (which breaks or stalls the connection).
+func halfResponse(match func(*http.Request) bool, after func(http.ResponseWriter, *http.Request)) func(http.Handler) http.Handler {
 	return func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/blobs/") || count.Add(1) > 1 {
+			if !match(r) {
 				h.ServeHTTP(w, r)
 				return
 			}
@@ -264,11 +264,34 @@ func cutBody(count *atomic.Int32) func(http.Handler) http.Handler {
 			w.WriteHeader(rec.code)
 			w.Write(rec.body[:len(rec.body)/2])
 			w.(http.Flusher).Flush()
-			conn, _, err := w.(http.Hijacker).Hijack()
-			if err == nil {
-				conn.Close()
-			}
+			after(w, r)
 		})
+	}
+}
+
+// firstBlobGet matches the first GET of a blob body (count counts them).
+func firstBlobGet(count *atomic.Int32) func(*http.Request) bool {
+	return func(r *http.Request) bool {
+		return r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") && count.Add(1) == 1
+	}
+}
+
+// cutBody serves only the first half of the first response of blob bodies,
+// then breaks the connection.
+func cutBody(count *atomic.Int32) func(http.Handler) http.Handler {
+	return halfResponse(firstBlobGet(count), func(w http.ResponseWriter, _ *http.Request) {
+		if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+			conn.Close()
+		}
+	})
+}
+
+// stall keeps the connection open, sending nothing, until the client gives
+// up (or a minute passes).
+func stall(_ http.ResponseWriter, r *http.Request) {
+	select {
+	case <-r.Context().Done():
+	case <-time.After(time.Minute):
 	}
 }
 

@@ -145,26 +145,7 @@ func TestLocalhostNamesSkipDNS(t *testing.T) {
 // stallBody sends the first half of the first blob body it serves, then
 // nothing more (keeping the connection open) until the client gives up.
 func stallBody(count *atomic.Int32) func(http.Handler) http.Handler {
-	return func(h http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/blobs/") || count.Add(1) > 1 {
-				h.ServeHTTP(w, r)
-				return
-			}
-			rec := &bufferWriter{header: http.Header{}}
-			h.ServeHTTP(rec, r)
-			for k, v := range rec.header {
-				w.Header()[k] = v
-			}
-			w.WriteHeader(rec.code)
-			w.Write(rec.body[:len(rec.body)/2])
-			w.(http.Flusher).Flush()
-			select {
-			case <-r.Context().Done():
-			case <-time.After(time.Minute):
-			}
-		})
-	}
+	return halfResponse(firstBlobGet(count), stall)
 }
 
 // TestStreamIdleTimeout is the attack of issue 13 item 11c: a registry that
@@ -226,26 +207,9 @@ func TestIdleErrorGivesUp(t *testing.T) {
 // manifest fails the pull with a message that says so, instead of hanging.
 func TestManifestIdleTimeout(t *testing.T) {
 	isolateCredentials(t)
-	tr := newTestRegistry(t, func(h http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/manifests/") {
-				h.ServeHTTP(w, r)
-				return
-			}
-			rec := &bufferWriter{header: http.Header{}}
-			h.ServeHTTP(rec, r)
-			for k, v := range rec.header {
-				w.Header()[k] = v
-			}
-			w.WriteHeader(rec.code)
-			w.Write(rec.body[:len(rec.body)/2])
-			w.(http.Flusher).Flush()
-			select {
-			case <-r.Context().Done():
-			case <-time.After(time.Minute):
-			}
-		})
-	})
+	tr := newTestRegistry(t, halfResponse(func(r *http.Request) bool {
+		return r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/manifests/")
+	}, stall))
 	p := mustPlatform(t, "linux/arm64")
 	ref := tr.host + "/stall:1"
 	pushImage(t, ref, mkImage(t, p, 1))
