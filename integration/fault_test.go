@@ -476,6 +476,18 @@ func TestFaultKillRounds(t *testing.T) {
 	}
 }
 
+// arm64LastLayer is the arm64 busybox test image and the digest of its last
+// layer, the one the fault tests damage.
+func arm64LastLayer(t *testing.T) (v1.Image, v1.Hash) {
+	t.Helper()
+	img := archImage(t, h.images.Busybox, "arm64")
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img, m.Layers[len(m.Layers)-1].Digest
+}
+
 // TestFaultRegistry runs cold pulls through a proxy that injects faults.
 // Transient ones (resets, a few 500s, a body cut mid-way) are retried and
 // the run succeeds; persistent 500s and a corrupted layer fail with one
@@ -483,12 +495,7 @@ func TestFaultKillRounds(t *testing.T) {
 // and the next run against the healed registry succeeds.
 func TestFaultRegistry(t *testing.T) {
 	u := needFault(t)
-	img := archImage(t, h.images.Busybox, "arm64")
-	m, err := img.Manifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	layer := m.Layers[len(m.Layers)-1].Digest
+	img, layer := arm64LastLayer(t)
 	for _, tc := range []struct {
 		name     string
 		mode     faultMode

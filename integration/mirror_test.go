@@ -183,12 +183,7 @@ func TestMirrorPullThrough(t *testing.T) {
 func TestMirrorCorruptBlob(t *testing.T) {
 	u := needRun(t, subUserName, platformByName(faultPlatform))
 	needRegistry(t)
-	img := archImage(t, h.images.Busybox, "arm64")
-	m, err := img.Manifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	layer := m.Layers[len(m.Layers)-1].Digest
+	img, layer := arm64LastLayer(t)
 	for _, tc := range []struct {
 		name     string
 		rate     int
