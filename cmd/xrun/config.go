@@ -127,6 +127,9 @@ func applySettings(c *cli.Context, s config.Settings, o *engine.Options) error {
 	if c.String("platform") == "" && s.Platform != "" {
 		o.Platform = s.Platform // checked by Options.Check
 	}
+	if !c.IsSet("accel") && s.Accel != nil {
+		o.Accel = *s.Accel
+	}
 	if !c.IsSet("pull") && s.Pull != "" {
 		p, err := pull.ParsePolicy(s.Pull)
 		if err != nil {

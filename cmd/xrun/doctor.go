@@ -34,15 +34,28 @@ emulator is only a warning unless no foreign platform can run at all.
 Examples:
    xrun doctor
    xrun doctor --platform linux/riscv64
-   check-env: ; xrun doctor -q --platform linux/arm64   # in a Makefile`,
+   check-env: ; xrun doctor -q --platform linux/arm64   # in a Makefile
+   xrun doctor --platform linux/arm64 --accel debian:bookworm-gcc
+
+With --accel IMAGE, checks the native toolchain of --accel for that image
+instead: the image's and the cross packages' versions, what their Debian
+revisions change and which compiles therefore stay emulated, and a
+self-check run now that compares, byte for byte, what the emulated and the
+native toolchains produce. Exit status 1 when the image cannot be
+accelerated or an output differs.`,
 	Flags: []cli.Flag{
 		&cli.StringSliceFlag{Name: "platform", Usage: "platform `OS/ARCH[/VARIANT]` to check (repeatable; default: all)", EnvVars: []string{"XRUN_PLATFORM"}},
 		&cli.StringFlag{Name: "emulator", Usage: "static qemu-user `PATH` a run would be given", EnvVars: []string{"XRUN_QEMU_PATH"}},
 		&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log what the smoke tests do"},
 		&cli.BoolFlag{Name: "debug", Usage: "say even more than -v"},
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only the problems"},
+		&cli.StringFlag{Name: "accel", Usage: "check --accel for `IMAGE` (with --platform): versions, rules, and a self-check comparing the native and emulated toolchains' outputs"},
+		&cli.StringSliceFlag{Name: "insecure-registry", Usage: "with --accel: registry `HOST[:PORT]` that may be spoken to over plain HTTP"},
 	},
 	Action: func(c *cli.Context) error {
+		if c.String("accel") != "" {
+			return doctorAccel(c)
+		}
 		if c.NArg() != 0 {
 			return errors.New("usage: xrun doctor [--platform OS/ARCH[/VARIANT]]...")
 		}
@@ -116,4 +129,57 @@ func (p *problemsOnly) Write(b []byte) (int, error) {
 		return p.w.Write(b)
 	}
 	return len(b), nil
+}
+
+// doctorAccel is doctor --accel IMAGE.
+func doctorAccel(c *cli.Context) error {
+	plats := c.StringSlice("platform")
+	if len(plats) > 1 {
+		return errors.New("doctor --accel checks one platform: give --platform once")
+	}
+	o := engine.Options{Image: c.String("accel"), Insecure: c.StringSlice("insecure-registry"), Logger: newLogger(c), Stderr: c.App.ErrWriter}
+	if len(plats) == 1 {
+		o.Platform = plats[0]
+	}
+	if err := o.Check(); err != nil {
+		return err
+	}
+	rep, err := engine.CheckAccel(c.Context, o)
+	if err != nil {
+		return err
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "image     %s (%s) %s\n", rep.Ref, rep.Platform, rep.Digest)
+	st := rep.State
+	if st.Refused != "" {
+		fmt.Fprintf(w, "FAIL      refused: %s\n", st.Refused)
+		return &sandbox.ExitError{Code: 1}
+	}
+	t := st.Tool
+	fmt.Fprintf(w, "toolchain %s %s: %s, %s, %s", t.Distro, t.Codename, t.CPP, t.GCC, t.Binutils)
+	if t.CXX.Name != "" {
+		fmt.Fprintf(w, ", %s", t.CXX)
+	}
+	fmt.Fprintln(w)
+	for _, n := range t.CrossPackages() {
+		fmt.Fprintf(w, "cross     %s %s\n", n, st.Cross[n])
+	}
+	for _, why := range st.Rules.Why {
+		fmt.Fprintf(w, "rule      runs emulated: %s\n", why)
+	}
+	fmt.Fprintf(w, "prepared  %s in %v\n", st.Prepared.Local().Format("2006-01-02 15:04"), st.Took)
+	for _, n := range st.Native {
+		fmt.Fprintf(w, "native    %s\n", n)
+	}
+	for _, n := range rep.Same {
+		fmt.Fprintf(w, "ok        self-check: %s identical\n", n)
+	}
+	for _, n := range rep.Differ {
+		fmt.Fprintf(w, "FAIL      self-check: %s differs\n", n)
+	}
+	if len(rep.Differ) > 0 {
+		fmt.Fprintf(c.App.ErrWriter, "xrun: doctor: --accel: %d self-check output(s) differ: the image's compiles run emulated\n", len(rep.Differ))
+		return &sandbox.ExitError{Code: 1}
+	}
+	return nil
 }

@@ -58,6 +58,9 @@ Examples:
 			if !im.Unpacked {
 				size += " (not unpacked)"
 			}
+			if im.AccelBytes > 0 {
+				size += " + accel " + humanBytes(im.AccelBytes)
+			}
 			used := "never"
 			if !im.LastUsed.IsZero() {
 				used = usedAgo(now, im.LastUsed)

@@ -3,6 +3,8 @@
 package main
 
 import (
+	"path/filepath"
+
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/xrun-dev/xrun/pkg/accel"
+
 	"github.com/urfave/cli/v2"
 
 	"github.com/xrun-dev/xrun/pkg/sandbox"
@@ -23,6 +27,11 @@ import (
 var version = "dev"
 
 func main() {
+	// The tree of --accel links the image's cc1 and cc1plus to a copy of
+	// xrun: called by those names, it is the compiler wrapper.
+	if accel.IsWrapperName(filepath.Base(os.Args[0])) {
+		accel.WrapperMain()
+	}
 	os.Exit(Main(context.Background(), os.Args, os.Stdin, os.Stdout, os.Stderr))
 }
 

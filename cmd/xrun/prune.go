@@ -32,7 +32,7 @@ Examples:
 		}
 		rep, err := store.Prune(c.Context, engine.DefaultCacheDir())
 		if !c.Bool("quiet") {
-			fmt.Fprintf(c.App.Writer, "freed %s: %d blobs, %d unpacked images\n", humanBytes(rep.Freed()), rep.Blobs, rep.Rootfs)
+			fmt.Fprintf(c.App.Writer, "freed %s: %d blobs, %d unpacked images, %d --accel toolchains\n", humanBytes(rep.Freed()), rep.Blobs, rep.Rootfs, rep.Accel)
 			if len(rep.Busy) > 0 {
 				fmt.Fprintf(c.App.Writer, "kept %d unpacked images in use by a running xrun; prune again later\n", len(rep.Busy))
 			}

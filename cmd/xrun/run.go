@@ -68,6 +68,7 @@ func runFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "no-cwd", Usage: "do not bind the current directory into the container"},
 		&cli.StringFlag{Name: "emulator", Usage: "static qemu-user `PATH` to use for a foreign platform", EnvVars: []string{"XRUN_QEMU_PATH"}},
 		targetFlag,
+		&cli.BoolFlag{Name: "accel", Usage: "run the image's gcc/g++ compilers and binutils natively (same versions, identical output; Debian/Ubuntu images; README \"Native-speed builds\")", EnvVars: []string{"XRUN_ACCEL"}},
 		&cli.BoolFlag{Name: "no-emulator-pull", Usage: "when no emulator is found, fail instead of installing one (xrun emulator install)"},
 	)
 }
@@ -187,6 +188,7 @@ func runOpts(c *cli.Context, s config.Settings) (engine.Options, error) {
 		Network:    network,
 		ReadOnly:   c.Bool("read-only"),
 		Name:       c.String("name"),
+		Accel:      c.Bool("accel"),
 
 		Stdin:  c.App.Reader,
 		Stdout: c.App.Writer,

@@ -9,6 +9,7 @@
 //	rootfs/<key>/, <key>.used   unpacked images and their use records (rootfs)
 //	containers/<name>/          persistent named containers (sandbox)
 //	emulators/<GOARCH>/         installed qemu-user binaries (engine, binfmt)
+//	accel/<digest>-<arch>/      native toolchains of --accel (accel)
 //	probes/                     what binfmt probed of this boot
 //	run/                        run directories when no runtime dir is usable
 //	locks/<name>.lock           flock files (fsutil.LockFile)
@@ -61,6 +62,10 @@ func ContainersDir(root string) string { return filepath.Join(root, "containers"
 // EmulatorsDir holds the emulators installed for this host:
 // emulators/<host GOARCH>.
 func EmulatorsDir(root string) string { return filepath.Join(root, "emulators", runtime.GOARCH) }
+
+// AccelDir holds the native toolchain trees of --accel, one per image
+// digest and host architecture.
+func AccelDir(root string) string { return filepath.Join(root, "accel") }
 
 // ProbesDir holds what binfmt probed of this machine for the current boot.
 func ProbesDir(root string) string { return filepath.Join(root, "probes") }

@@ -28,6 +28,8 @@ type Settings struct {
 	Pull     string   `yaml:"pull"`
 	Env      []string `yaml:"env"`
 	Volumes  []string `yaml:"volumes"`
+	// Accel runs the image's compilers natively (--accel).
+	Accel *bool `yaml:"accel"`
 }
 
 // File is a parsed .xrun.yaml.
@@ -273,6 +275,9 @@ func merge(base, over Settings) Settings {
 	}
 	if over.Pull != "" {
 		base.Pull = over.Pull
+	}
+	if over.Accel != nil {
+		base.Accel = over.Accel
 	}
 	base.Env = append(slices.Clone(base.Env), over.Env...)
 	base.Volumes = append(slices.Clone(base.Volumes), over.Volumes...)

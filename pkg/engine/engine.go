@@ -17,6 +17,7 @@ import (
 	securejoin "github.com/cyphar/filepath-securejoin"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/xrun-dev/xrun/pkg/accel"
 	"github.com/xrun-dev/xrun/pkg/binfmt"
 	"github.com/xrun-dev/xrun/pkg/cache"
 	"github.com/xrun-dev/xrun/pkg/pull"
@@ -87,8 +88,13 @@ type Options struct {
 	Stdout io.Writer
 	Stderr io.Writer
 	Logger *slog.Logger
+	// Accel runs the image's compilers natively (--accel; pkg/accel):
+	// when the image's toolchain cannot be accelerated, the run says why
+	// and goes on emulated.
+	Accel bool
 
-	platform *v1.Platform // Platform parsed by Check
+	platform   *v1.Platform // Platform parsed by Check
+	accelLayer string       // a tree to use as is (the self-check's)
 }
 
 // targetPlatform is the platform to pull: Platform as Check parsed it (or
@@ -189,6 +195,18 @@ func Run(ctx context.Context, o Options) error {
 	sopts, err := sandboxOptions(o, p, ctr, plan)
 	if err != nil {
 		return err
+	}
+	layer := o.accelLayer
+	if layer == "" && o.Accel {
+		l, release := accelerate(ctx, o, p, plan)
+		defer release()
+		layer = l
+	}
+	if layer != "" {
+		sopts.Layers = []string{layer}
+		if log.Enabled(ctx, slog.LevelInfo) {
+			sopts.Env = mergeEnv(sopts.Env, []string{accel.EnvVerbose + "=1"})
+		}
 	}
 	t0 := time.Now()
 	err = sandbox.Run(ctx, sopts)

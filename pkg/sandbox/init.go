@@ -80,7 +80,7 @@ func prepare() error {
 		return fmt.Errorf("read run parameters: %w", err)
 	}
 	root := filepath.Join(runDir, rootfsDir)
-	if err := mountOverlay(p.Lower, p.Upper, p.Work, filepath.Join(runDir, scratchDir), root); err != nil {
+	if err := mountOverlay(append(p.Layers, p.Lower), p.Upper, p.Work, filepath.Join(runDir, scratchDir), root); err != nil {
 		return err
 	}
 	if p.AptNoSandbox {
@@ -105,13 +105,15 @@ func prepare() error {
 	return nil
 }
 
-// mountOverlay mounts an overlay of lower onto target. Rootless overlayfs
+// mountOverlay mounts an overlay of lowers (topmost first; the last is the
+// image) onto target. Rootless overlayfs
 // (Linux 5.11+) is allowed in a user namespace that owns the mount
 // namespace; the kernel stores its metadata in user.* xattrs. Without
 // upper, the upper and work dirs are on a private tmpfs mounted on scratch:
 // everything written by the run lives there and vanishes with the mount
 // namespace. With upper (a named container), they are on disk and persist.
-func mountOverlay(lower, upper, work, scratch, target string) error {
+func mountOverlay(lowers []string, upper, work, scratch, target string) error {
+	lower := lowers[len(lowers)-1]
 	if upper == "" {
 		if err := unix.Mount("tmpfs", scratch, "tmpfs", 0, "mode=0700"); err != nil {
 			return fmt.Errorf("mount scratch tmpfs: %w", err)
@@ -132,7 +134,11 @@ func mountOverlay(lower, upper, work, scratch, target string) error {
 	// redirects) in user.overlay.* xattrs, the only ones a user namespace
 	// may set. Without it the mount succeeds but cannot record them, and
 	// removing a directory of the image (rm -rf /usr) fails with EIO.
-	data := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s,userxattr", escapeOverlay(lower), escapeOverlay(upper), escapeOverlay(work))
+	esc := make([]string, len(lowers))
+	for i, l := range lowers {
+		esc[i] = escapeOverlay(l)
+	}
+	data := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s,userxattr", strings.Join(esc, ":"), escapeOverlay(upper), escapeOverlay(work))
 	err := unix.Mount("overlay", target, "overlay", 0, data)
 	if errors.Is(err, unix.EINVAL) && os.Geteuid() == 0 {
 		// Real root in the initial user namespace: trusted.* xattrs work

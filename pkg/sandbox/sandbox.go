@@ -39,6 +39,10 @@ type Options struct {
 	// Lower is the cached, read-only image rootfs. A run never writes to
 	// it: it sees it through an overlay whose upper layer lives on a tmpfs.
 	Lower string
+	// Layers are more read-only directories laid over Lower, topmost
+	// first (the native toolchain of --accel): the overlay's lowerdir is
+	// Layers..., Lower.
+	Layers []string
 	// Upper and Work, when set, are the overlay's upper and work
 	// directories on disk (a named container, see OpenContainer) instead of
 	// a tmpfs: what the command writes outlives the run.
@@ -166,9 +170,10 @@ func DefaultRunRoot() string {
 // the run directory, the parent of its working directory (libcontainer starts
 // init in Config.Rootfs).
 type initParams struct {
-	Lower string `json:"lower"`
-	Upper string `json:"upper,omitempty"` // "" = on a tmpfs
-	Work  string `json:"work,omitempty"`
+	Lower  string   `json:"lower"`
+	Layers []string `json:"layers,omitempty"` // over Lower, topmost first
+	Upper  string   `json:"upper,omitempty"`  // "" = on a tmpfs
+	Work   string   `json:"work,omitempty"`
 	// AptNoSandbox writes an apt configuration that keeps apt from
 	// switching to _apt, which does not exist with a single-id map.
 	AptNoSandbox bool         `json:"apt_no_sandbox,omitempty"`
@@ -285,7 +290,7 @@ func newRunDir(opts *Options, log *slog.Logger) (id, runDir string, lock *fsutil
 // writeInitParams writes what the re-executed init needs (see Init) into
 // the run directory.
 func writeInitParams(runDir string, opts Options, fullIDs bool, log *slog.Logger) error {
-	params := initParams{Lower: opts.Lower, Upper: opts.Upper, Work: opts.Work}
+	params := initParams{Lower: opts.Lower, Layers: opts.Layers, Upper: opts.Upper, Work: opts.Work}
 	if !fullIDs && (hasAptConfig(opts.Lower) || opts.Upper != "" && hasAptConfig(opts.Upper)) {
 		// apt drops privileges to _apt for downloads, which fails when only
 		// root is mapped (setgroups is denied): tell it not to.

@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/xrun-dev/xrun/pkg/accel"
 	"github.com/xrun-dev/xrun/pkg/rootfs"
 )
 
@@ -34,6 +35,8 @@ type Image struct {
 	Unpacked bool      // its rootfs is in the cache (it runs offline)
 	Pulled   time.Time // when it was resolved
 	LastUsed time.Time // last run (zero if never run since unpacked)
+	// AccelBytes is the size of its --accel native toolchains (0: none).
+	AccelBytes int64
 }
 
 // Images lists the images of the cache at root, most recently used first.
@@ -42,10 +45,13 @@ func Images(root string) ([]Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	cache := rootfs.NewCache(root)
+	cache, ac := rootfs.NewCache(root), accel.Cache{Root: root}
 	var out []Image
 	for _, r := range recs {
 		im := Image{Ref: r.Ref, Platform: r.Platform, Selected: r.Selected, Digest: r.Digest, Size: r.Size, Pulled: r.Updated}
+		for _, k := range ac.KeysOf(r.Digest.Hex) {
+			im.AccelBytes += ac.Size(k)
+		}
 		if inf, err := cache.Info(r.Digest.Hex); err == nil {
 			im.Unpacked, im.Size = true, inf.Bytes
 			if inf.LastUsed.After(inf.Unpacked) {
@@ -121,6 +127,12 @@ func Remove(root, ref, platform string) ([]Image, error) {
 				continue
 			}
 		}
+		if !shared {
+			if err := removeAccel(root, im.Digest.Hex); err != nil {
+				errs = append(errs, fmt.Errorf("image %s (%s): %w", im.Ref, im.Platform, err))
+				continue
+			}
+		}
 		if err := s.RemoveRecord(im.Ref, im.Platform); err != nil {
 			errs = append(errs, fmt.Errorf("remove %s (%s): %w", im.Ref, im.Platform, err))
 			continue
@@ -128,6 +140,20 @@ func Remove(root, ref, platform string) ([]Image, error) {
 		removed = append(removed, im)
 	}
 	return removed, errors.Join(errs...)
+}
+
+// removeAccel removes the --accel toolchains of an image digest (hex).
+func removeAccel(root, digestHex string) error {
+	ac := accel.Cache{Root: root}
+	for _, k := range ac.KeysOf(digestHex) {
+		if _, err := ac.TryRemove(k); err != nil {
+			if errors.Is(err, accel.ErrInUse) {
+				return fmt.Errorf("its --accel toolchain is in use by a running xrun: %w; try again when it ends", err)
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 // matcher returns what ref designates: a digest (prefix) or a reference.
@@ -152,6 +178,7 @@ type PruneReport struct {
 	RootfsBytes int64    // their content size, as recorded at unpack
 	TempBytes   int64    // partial downloads removed
 	Busy        []string // rootfs kept because a run holds them (keys)
+	Accel       int      // --accel toolchains removed (their bytes are in RootfsBytes)
 }
 
 // Freed is the total of bytes removed.
@@ -203,6 +230,24 @@ func Prune(ctx context.Context, root string) (PruneReport, error) {
 		}
 	}
 	cache.CleanTemp()
+	ac := accel.Cache{Root: root}
+	aks, _ := ac.Keys()
+	for _, k := range aks {
+		if d, _, _ := strings.Cut(k, "-"); keys[d] {
+			continue
+		}
+		n, err := ac.TryRemove(k)
+		switch {
+		case errors.Is(err, accel.ErrInUse):
+			rep.Busy = append(rep.Busy, "accel/"+k)
+		case err != nil:
+			errs = append(errs, err)
+		default:
+			rep.Accel++
+			rep.RootfsBytes += n
+		}
+	}
+	rep.TempBytes += ac.CleanTemp(time.Hour)
 	bs, err := s.Blobs()
 	if err != nil {
 		return rep, fmt.Errorf("prune: %w", err)
@@ -218,6 +263,6 @@ func Prune(ctx context.Context, root string) (PruneReport, error) {
 		rep.Blobs++
 		rep.BlobBytes += b.Size
 	}
-	rep.TempBytes = s.CleanTemp()
+	rep.TempBytes += s.CleanTemp()
 	return rep, errors.Join(errs...)
 }
