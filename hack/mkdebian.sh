@@ -15,7 +15,19 @@
 # integration tests check that it stays untouched). The apt lists are left
 # out of the tarball: the test's apt-get update fetches them.
 #
+# The same script builds the other Debian trees the tests need, chosen by
+# environment: the --accel tests use an arm64 tree with the C/C++ toolchain
+# and an amd64 (host) tree, pushed together as one multi-platform image:
+#
+#   XRUN_MKDEBIAN_INCLUDE=gcc,g++,libc6-dev,make XRUN_MKDEBIAN_NAME=gcc hack/mkdebian.sh
+#       -> debian-bookworm-arm64-gcc.tar
+#   XRUN_MKDEBIAN_ARCH=amd64 hack/mkdebian.sh -> debian-bookworm-amd64.tar
+#
 # Environment:
+#   XRUN_MKDEBIAN_ARCH   Debian architecture (default arm64); the host's own
+#                        needs no emulator for the second stage
+#   XRUN_MKDEBIAN_INCLUDE packages to add (debootstrap --include, comma list)
+#   XRUN_MKDEBIAN_NAME   suffix of the tarball's name (-NAME)
 #   XRUN_TEST_CACHE      cache directory (default /var/tmp/xrun-test-cache)
 #   XRUN_DEBIAN_MIRROR   Debian mirror (default: the one the host's apt uses,
 #                        else http://deb.debian.org/debian)
@@ -23,8 +35,11 @@
 set -euo pipefail
 
 SUITE=bookworm
+ARCH=${XRUN_MKDEBIAN_ARCH:-arm64}
+INCLUDE=${XRUN_MKDEBIAN_INCLUDE:-}
+NAME=debian-$SUITE-$ARCH${XRUN_MKDEBIAN_NAME:+-$XRUN_MKDEBIAN_NAME}
 CACHE=${XRUN_TEST_CACHE:-/var/tmp/xrun-test-cache}
-OUT=$CACHE/debian-$SUITE-arm64.tar
+OUT=$CACHE/$NAME.tar
 QEMU=/usr/bin/qemu-aarch64-static
 BINFMT_CONF=/usr/lib/binfmt.d/qemu-aarch64.conf
 
@@ -68,16 +83,16 @@ fi
 unshare --help 2>/dev/null | grep -q -- --kill-child || die "unshare (util-linux) is too old: no --kill-child"
 
 mkdir -p "$CACHE"
-# Leftovers of an earlier failed run (kept for their logs).
-rm -rf "$CACHE"/.mkdebian.*
-work=$(mktemp -d "$CACHE/.mkdebian.XXXXXX")
+# Leftovers of an earlier failed run of this tree (kept for their logs).
+rm -rf "$CACHE/.mkdebian-$NAME".*
+work=$(mktemp -d "$CACHE/.mkdebian-$NAME.XXXXXX")
 root=$work/root
 start=$SECONDS
 
-log "debootstrap --foreign --variant=minbase $SUITE arm64 from $MIRROR"
-debootstrap --arch=arm64 --foreign --variant=minbase "$SUITE" "$root" "$MIRROR" >"$work/debootstrap.log" 2>&1 ||
+log "debootstrap --foreign --variant=minbase ${INCLUDE:+--include=$INCLUDE }$SUITE $ARCH from $MIRROR"
+debootstrap --arch="$ARCH" --foreign --variant=minbase ${INCLUDE:+--include="$INCLUDE"} "$SUITE" "$root" "$MIRROR" >"$work/debootstrap.log" 2>&1 ||
 	die "debootstrap failed (log: $work/debootstrap.log): $(tail -5 "$work/debootstrap.log")"
-log "first stage: $((SECONDS - start)) s; second stage under qemu"
+log "first stage: $((SECONDS - start)) s; second stage"
 
 # Second stage: the maps are written from outside (unshare --map-users would
 # go through newuidmap, which wants a /etc/subuid entry for root) once the

@@ -185,6 +185,11 @@ done
 # Built once (debootstrap, second stage under qemu in a private binfmt_misc
 # instance) and cached in /var/tmp/xrun-test-cache.
 "$REPO/hack/mkdebian.sh"
+# The --accel tests' image: arm64 with gcc/g++ (second stage under qemu,
+# ~4 min) and amd64 (the host's platform, where the cross packages come
+# from, ~1 min), pushed together as one reference by integration/accel_test.go.
+XRUN_MKDEBIAN_INCLUDE=gcc,g++,libc6-dev,make XRUN_MKDEBIAN_NAME=gcc "$REPO/hack/mkdebian.sh"
+XRUN_MKDEBIAN_ARCH=amd64 "$REPO/hack/mkdebian.sh"
 
 # --- Go ---------------------------------------------------------------------------
 # The tests build with the Go toolchain (1.26, cgo on): this machine kind ships

@@ -143,6 +143,8 @@ func TestDecide(t *testing.T) {
 		{[]string{"x.c", "-flto", "-ffat-lto-objects"}, false},
 		{[]string{"x.h", "--output-pch=x.h.gch"}, false},
 		{[]string{"x.c", "-march=native"}, false},
+		{[]string{"x.c", "-O3", "-fstack-clash-protection"}, false},
+		{[]string{"x.c", "-fstack-clash-protection", "-fno-stack-clash-protection"}, true},
 	} {
 		why := Decide(cfg, c.args, getenv, empty)
 		if (why == "") != c.native {
@@ -155,8 +157,11 @@ func TestDecide(t *testing.T) {
 	if Decide(&ub, []string{"x.c"}, getenv, empty) == "" {
 		t.Error("stack protector on by default: ran native")
 	}
-	if Decide(&ub, []string{"x.c", "-fno-stack-protector"}, getenv, empty) != "" {
-		t.Error("-fno-stack-protector with an SSP default: emulated")
+	if Decide(&ub, []string{"x.c", "-fno-stack-protector"}, getenv, empty) == "" {
+		t.Error("-fno-stack-protector with stack clash protection on by default: ran native")
+	}
+	if Decide(&ub, []string{"x.c", "-fno-stack-protector", "-fno-stack-clash-protection"}, getenv, empty) != "" {
+		t.Error("both protections turned off: emulated")
 	}
 	// A non-empty /usr/local/include, and the escape hatch.
 	if Decide(cfg, []string{"x.c"}, getenv, func(d string) bool { return d == "/usr/local/include" }) == "" {

@@ -31,13 +31,14 @@ gcc -E check.c >"$o/check.i"
 gcc -O2 -S check.c -o "$o/check.s"
 gcc -O2 -g -c check.c -o "$o/check.o"
 gcc -O2 -fstack-protector-strong -c check.c -o "$o/check-ssp.o"
-gcc -O2 -g check.c -o "$o/check-c"
+gcc -O3 -fstack-clash-protection -c check.c -o "$o/check-clash.o"
+gcc -g "$o/check.o" -o "$o/check-c"
 "$o/check-c" >"$o/check-c.out"
 if command -v g++ >/dev/null; then
 	g++ -dM -E -x c++ - </dev/null | LC_ALL=C sort >"$o/macros-cxx"
 	g++ -E check.cc >"$o/checkcc.ii"
 	g++ -O2 -g -c check.cc -o "$o/checkcc.o"
-	g++ -O2 check.cc -o "$o/check-cc"
+	g++ "$o/checkcc.o" -o "$o/check-cc"
 	"$o/check-cc" >"$o/check-cc.out"
 fi
 `
@@ -61,6 +62,14 @@ static int sum(int n, ...) {
 	return s;
 }
 
+static int vla(int n) {
+	int v[n];
+	int *w = __builtin_alloca(n * sizeof *w);
+	for (int i = 0; i < n; i++)
+		v[i] = i * i, w[i] = v[i] + 1;
+	return v[n - 1] + w[0];
+}
+
 static unsigned crc(const char *p, size_t n) {
 	char buf[64];
 	unsigned c = ~0u;
@@ -79,8 +88,8 @@ int main(void) {
 	for (int i = 0; i < 16; i++)
 		v[i] = i * 0.5;
 	uname(&u);
-	printf("machine=%s sum=%d crc=%08x v=%g off=%zu\n", u.machine, sum(3, 1, 2, 3),
-	       crc("xrun", 4), v[7] * v[9], offsetof(struct utsname, release));
+	printf("machine=%s sum=%d crc=%08x v=%g off=%zu vla=%d\n", u.machine, sum(3, 1, 2, 3),
+	       crc("xrun", 4), v[7] * v[9], offsetof(struct utsname, release), vla(u.machine[0] & 15));
 	return 0;
 }
 `,

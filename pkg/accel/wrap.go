@@ -75,7 +75,9 @@ func Decide(cfg *Config, args []string, getenv func(string) string, nonEmpty fun
 	if getenv(EnvSwitch) == "0" {
 		return EnvSwitch + "=0"
 	}
-	ssp := cfg.SSPDefault
+	// The stack protector and stack clash protection (both on by default
+	// in Ubuntu's gcc, both in Debian's dpkg-buildflags).
+	ssp, clash := cfg.SSPDefault, cfg.SSPDefault
 	for _, a := range args {
 		switch {
 		case a == "-v" || a == "--version" || a == "-version" || strings.HasPrefix(a, "--help"):
@@ -93,10 +95,17 @@ func Decide(cfg *Config, args []string, getenv func(string) string, nonEmpty fun
 			ssp = false
 		case strings.HasPrefix(a, "-fstack-protector"):
 			ssp = true
+		case a == "-fstack-clash-protection":
+			clash = true
+		case a == "-fno-stack-clash-protection":
+			clash = false
 		}
 	}
 	if ssp && cfg.SSPEmulated {
 		return "stack protector: " + strings.Join(cfg.Why, "; ")
+	}
+	if clash && cfg.SSPEmulated {
+		return "stack clash protection: " + strings.Join(cfg.Why, "; ")
 	}
 	for _, d := range cfg.LocalInclude {
 		if nonEmpty(d) {

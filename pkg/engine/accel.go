@@ -113,7 +113,14 @@ func ensureAccel(ctx context.Context, o Options, p *Prepared, c accel.Cache, key
 		return nil, false, err
 	}
 	defer fsutil.RemoveAll(tmp)
-	st, tree, err := prepareAccel(ctx, o, p, tmp)
+	// The containers' work directories are bound writable: outside the
+	// cache, which no container may write.
+	work, err := os.MkdirTemp("", "xrun-accel-")
+	if err != nil {
+		return nil, false, err
+	}
+	defer fsutil.RemoveAll(work)
+	st, tree, err := prepareAccel(ctx, o, p, tmp, work)
 	if err != nil && !accel.IsRefusal(err) {
 		return nil, false, err
 	}
@@ -127,9 +134,10 @@ func ensureAccel(ctx context.Context, o Options, p *Prepared, c accel.Cache, key
 	return st, true, nil
 }
 
-// prepareAccel builds the tree in tmp, a work directory of the cache, and
-// returns its state and the tree's path (to publish).
-func prepareAccel(ctx context.Context, o Options, p *Prepared, tmp string) (*accel.State, string, error) {
+// prepareAccel builds the tree in tmp, a work directory of the cache (work
+// is one outside it, for the containers to write), and returns its state
+// and the tree's path (to publish).
+func prepareAccel(ctx context.Context, o Options, p *Prepared, tmp, work string) (*accel.State, string, error) {
 	log := o.Logger
 	plat := p.Image.Platform
 	t, err := accel.Inspect(p.Rootfs, accel.DebArch(plat.Architecture, plat.Variant))
@@ -140,7 +148,7 @@ func prepareAccel(ctx context.Context, o Options, p *Prepared, tmp string) (*acc
 	if hostTriplet == "" {
 		return nil, "", &accel.Refusal{Reason: "no Debian architecture for this host (" + runtime.GOARCH + ")"}
 	}
-	out := filepath.Join(tmp, "out")
+	out := filepath.Join(work, "out")
 	if err := os.Mkdir(out, 0o755); err != nil {
 		return nil, "", err
 	}
@@ -169,7 +177,7 @@ func prepareAccel(ctx context.Context, o Options, p *Prepared, tmp string) (*acc
 		return nil, "", err
 	}
 	_ = fsutil.RemoveAll(out)
-	checked, err := selfCheck(ctx, o, t, tree, tmp)
+	checked, err := selfCheck(ctx, o, t, tree, work)
 	if err != nil {
 		return nil, "", err
 	}
@@ -243,18 +251,18 @@ func readDebs(path string) (map[string]string, error) {
 
 // selfCheck compiles accel.CheckFiles in the image twice, emulated and
 // through tree, and compares the outputs (accel.CompareCheck).
-func selfCheck(ctx context.Context, o Options, t *accel.Toolchain, tree, tmp string) ([]string, error) {
-	dir, err := compileCheck(ctx, o, t, tree, tmp)
+func selfCheck(ctx context.Context, o Options, t *accel.Toolchain, tree, work string) ([]string, error) {
+	dir, err := compileCheck(ctx, o, t, tree, work)
 	if err != nil {
 		return nil, err
 	}
 	return accel.CompareCheck(filepath.Join(dir, "out-emulated"), filepath.Join(dir, "out-accelerated"))
 }
 
-// compileCheck runs the self-check's compiles into tmp/check and returns
+// compileCheck runs the self-check's compiles into work/check and returns
 // that directory.
-func compileCheck(ctx context.Context, o Options, t *accel.Toolchain, tree, tmp string) (string, error) {
-	dir := filepath.Join(tmp, "check")
+func compileCheck(ctx context.Context, o Options, t *accel.Toolchain, tree, work string) (string, error) {
+	dir := filepath.Join(work, "check")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return "", err
 	}
@@ -329,12 +337,12 @@ func CheckAccel(ctx context.Context, o Options) (*AccelReport, error) {
 		return nil, err
 	}
 	defer lk.Unlock()
-	tmp, err := c.TempDir(key)
+	work, err := os.MkdirTemp("", "xrun-accel-")
 	if err != nil {
 		return nil, err
 	}
-	defer fsutil.RemoveAll(tmp)
-	dir, err := compileCheck(ctx, o, st.Tool, c.Tree(key), tmp)
+	defer fsutil.RemoveAll(work)
+	dir, err := compileCheck(ctx, o, st.Tool, c.Tree(key), work)
 	if err != nil {
 		return nil, err
 	}

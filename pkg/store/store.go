@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -50,7 +51,9 @@ func Images(root string) ([]Image, error) {
 	for _, r := range recs {
 		im := Image{Ref: r.Ref, Platform: r.Platform, Selected: r.Selected, Digest: r.Digest, Size: r.Size, Pulled: r.Updated}
 		for _, k := range ac.KeysOf(r.Digest.Hex) {
-			im.AccelBytes += ac.Size(k)
+			if _, err := os.Stat(ac.Tree(k)); err == nil {
+				im.AccelBytes += ac.Size(k)
+			}
 		}
 		if inf, err := cache.Info(r.Digest.Hex); err == nil {
 			im.Unpacked, im.Size = true, inf.Bytes
