@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
@@ -127,6 +128,16 @@ func applySettings(c *cli.Context, s config.Settings, o *engine.Options) error {
 	if c.String("platform") == "" && s.Platform != "" {
 		o.Platform = s.Platform // checked by Options.Check
 	}
+	extra, err := engine.AdditionalCaches(os.Getenv(engine.EnvAdditionalCaches))
+	if err != nil {
+		return err
+	}
+	for _, d := range s.AdditionalCaches {
+		if !filepath.IsAbs(d) {
+			return fmt.Errorf("%s: additional_caches: %q is not an absolute path: give absolute directories", config.FileName, d)
+		}
+	}
+	o.AdditionalCaches = append(extra, s.AdditionalCaches...)
 	if !c.IsSet("accel") && s.Accel != nil {
 		o.Accel = *s.Accel
 	}

@@ -10,6 +10,7 @@
 //	containers/<name>/          persistent named containers (sandbox)
 //	emulators/<GOARCH>/         installed qemu-user binaries (engine, binfmt)
 //	accel/<digest>-<arch>/      native toolchains of --accel (accel)
+//	shims/<digest>/             directory skeletons over images of shared caches (engine)
 //	probes/                     what binfmt probed of this boot
 //	run/                        run directories when no runtime dir is usable
 //	locks/<name>.lock           flock files (fsutil.LockFile)
@@ -66,6 +67,10 @@ func EmulatorsDir(root string) string { return filepath.Join(root, "emulators", 
 // AccelDir holds the native toolchain trees of --accel, one per image
 // digest and host architecture.
 func AccelDir(root string) string { return filepath.Join(root, "accel") }
+
+// ShimsDir holds, for images run from a read-only shared cache, the
+// user-owned directory skeletons laid over them.
+func ShimsDir(root string) string { return filepath.Join(root, "shims") }
 
 // ProbesDir holds what binfmt probed of this machine for the current boot.
 func ProbesDir(root string) string { return filepath.Join(root, "probes") }

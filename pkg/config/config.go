@@ -30,6 +30,9 @@ type Settings struct {
 	Volumes  []string `yaml:"volumes"`
 	// Accel runs the image's compilers natively (--accel).
 	Accel *bool `yaml:"accel"`
+	// AdditionalCaches are read-only caches to run images from
+	// (XRUN_ADDITIONAL_CACHES); only a trusted file may name them.
+	AdditionalCaches []string `yaml:"additional_caches"`
 }
 
 // File is a parsed .xrun.yaml.
@@ -261,6 +264,10 @@ func (f *File) Target(name string) (Settings, error) {
 	}
 	s := merge(f.Settings, t)
 	s.Volumes = append(top, own...)
+	if len(s.AdditionalCaches) > 0 && !f.Trusted {
+		return Settings{}, fmt.Errorf("%s: additional_caches makes runs trust the images in %s, which needs a trusted file: review the file, then run xrun config trust %s",
+			f.Path, strings.Join(s.AdditionalCaches, ", "), f.Path)
+	}
 	return s, nil
 }
 
@@ -281,5 +288,6 @@ func merge(base, over Settings) Settings {
 	}
 	base.Env = append(slices.Clone(base.Env), over.Env...)
 	base.Volumes = append(slices.Clone(base.Volumes), over.Volumes...)
+	base.AdditionalCaches = append(slices.Clone(base.AdditionalCaches), over.AdditionalCaches...)
 	return base
 }

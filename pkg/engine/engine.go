@@ -71,6 +71,10 @@ type Options struct {
 	// Insecure lists registries that may be spoken to over plain HTTP
 	// (--insecure-registry).
 	Insecure []string
+	// AdditionalCaches are read-only caches (XRUN_ADDITIONAL_CACHES) where
+	// an image is looked for, with no network, before CacheDir and the
+	// registry; one found there unpacked runs in place.
+	AdditionalCaches []string
 	// TTY gives the command a pseudo-terminal (-t).
 	TTY bool
 	// Interactive passes a terminal on Stdin to the command (-i; see
@@ -202,8 +206,9 @@ func Run(ctx context.Context, o Options) error {
 		defer release()
 		layer = l
 	}
+	sopts.Layers = p.Layers
 	if layer != "" {
-		sopts.Layers = []string{layer}
+		sopts.Layers = append([]string{layer}, p.Layers...)
 		if log.Enabled(ctx, slog.LevelInfo) {
 			sopts.Env = mergeEnv(sopts.Env, []string{accel.EnvVerbose + "=1"})
 		}

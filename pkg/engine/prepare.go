@@ -19,6 +19,9 @@ import (
 type Prepared struct {
 	Image  *pull.Image
 	Rootfs string
+	// Layers are laid over Rootfs (topmost first): the user-owned
+	// directories over an image of a shared cache (ownerShim).
+	Layers []string
 	// Release gives back the hold on the rootfs; call it when the run
 	// ends (exiting does it too). Safe to call more than once; never nil.
 	Release func()
@@ -67,6 +70,9 @@ type resolved struct {
 	client *pull.Client
 	popts  []pull.Option
 	bars   *progress.Bars
+	// shared is the read-only cache (Options.AdditionalCaches) that has
+	// img unpacked, or "".
+	shared string
 }
 
 // resolve is the first step of PrepareWith.
@@ -85,6 +91,9 @@ func resolve(ctx context.Context, o Options, po PullOptions) (*resolved, error) 
 		popts = append(popts, pull.WithProgress(bars))
 	}
 	client := pull.NewClient(store.New(o.CacheDir))
+	if img, dir := fromShared(ctx, o, popts); img != nil {
+		return &resolved{o: o, po: po, img: img, client: client, popts: popts, bars: bars, shared: dir}, nil
+	}
 	t0 := time.Now()
 	img, err := client.Resolve(ctx, o.Image, popts...)
 	if err != nil {
@@ -98,6 +107,16 @@ func resolve(ctx context.Context, o Options, po PullOptions) (*resolved, error) 
 // cache (pulling what is missing) and held for the run.
 func (r *resolved) ensure(ctx context.Context) (*Prepared, error) {
 	img, log := r.img, r.o.Logger
+	if r.shared != "" {
+		// Read-only and updated by its owner only through atomic renames:
+		// nothing to hold.
+		dir := rootfs.NewCache(r.shared).Path(img.Digest.Hex)
+		shim, release, err := ownerShim(ctx, r.o.CacheDir, dir, img.Digest.Hex)
+		if err != nil {
+			return nil, err
+		}
+		return &Prepared{Image: img, Rootfs: dir, Layers: []string{shim}, Release: release}, nil
+	}
 	cache := rootfs.NewCache(r.o.CacheDir)
 	key := img.Digest.Hex
 	// Unpack if needed, then hold the rootfs. Between the two, rmi or

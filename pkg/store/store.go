@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -23,6 +24,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/xrun-dev/xrun/pkg/accel"
+	"github.com/xrun-dev/xrun/pkg/cache"
+	"github.com/xrun-dev/xrun/pkg/fsutil"
 	"github.com/xrun-dev/xrun/pkg/rootfs"
 )
 
@@ -145,6 +148,25 @@ func Remove(root, ref, platform string) ([]Image, error) {
 	return removed, errors.Join(errs...)
 }
 
+// pruneShims removes the directory skeletons laid over images of shared
+// caches (engine's ownerShim) that no run holds: a run makes its own again.
+func pruneShims(root string) {
+	ents, _ := fsutil.ReadDirIfExists(cache.ShimsDir(root))
+	for _, e := range ents {
+		p := filepath.Join(cache.ShimsDir(root), e.Name())
+		if strings.HasPrefix(e.Name(), ".tmp-") {
+			_ = fsutil.RemoveAll(p)
+			continue
+		}
+		lk, err := fsutil.TryLockFile(cache.LockPath(root, "shim-"+e.Name()), fsutil.Exclusive)
+		if err != nil {
+			continue
+		}
+		_ = fsutil.RemoveAll(p)
+		lk.Unlock()
+	}
+}
+
 // removeAccel removes the --accel toolchains of an image digest (hex).
 func removeAccel(root, digestHex string) error {
 	ac := accel.Cache{Root: root}
@@ -251,6 +273,7 @@ func Prune(ctx context.Context, root string) (PruneReport, error) {
 		}
 	}
 	rep.TempBytes += ac.CleanTemp(time.Hour)
+	pruneShims(root)
 	bs, err := s.Blobs()
 	if err != nil {
 		return rep, fmt.Errorf("prune: %w", err)
