@@ -14,7 +14,8 @@
 #   XRUN_BIN          xrun binary (default bin/xrun of this checkout)
 #   BENCH_WORK        work dir, kept between runs for the image cache (/var/tmp/xrun-bench)
 #   BENCH_USER        unprivileged user with a subuid range (xruntest)
-#   BENCH_ONLY        comma list of sections: start,pull,build,make,runner,mem,breakdown (all)
+#   BENCH_ONLY        comma list of sections: start,pull,build,make,runner,mem,breakdown,accel (all)
+#                     (accel runs bench/accel/bench.sh, which writes bench/accel/RESULTS.md)
 #   BENCH_RUNS        hyperfine runs for start times (30)
 #   BENCH_COLD_RUNS   runs of each cold pull (5)
 #   BENCH_BUILD_RUNS  pairs of emulated builds, floor and xrun in alternating order (2)
@@ -31,7 +32,7 @@ REPO=$(dirname "$HERE")
 XRUN_SRC=${XRUN_BIN:-$REPO/bin/xrun}
 WORK=${BENCH_WORK:-/var/tmp/xrun-bench}
 BUSER=${BENCH_USER:-xruntest}
-ONLY=${BENCH_ONLY:-start,pull,build,make,runner,mem,breakdown}
+ONLY=${BENCH_ONLY:-start,pull,build,make,runner,mem,breakdown,accel}
 RUNS=${BENCH_RUNS:-30}
 COLD_RUNS=${BENCH_COLD_RUNS:-5}
 BUILD_RUNS=${BENCH_BUILD_RUNS:-2}
@@ -562,6 +563,13 @@ if want breakdown; then
 		rm -rf "$NS"
 	fi
 	python3 "$HERE/breakdown.py" "$RES/strace.txt" "${exps[@]}" >"$RES/breakdown.md" || note breakdown all "breakdown.py failed"
+fi
+
+# ---------------------------------------------------------------- 7. --accel
+# zlib native vs accelerated vs emulated, its own script and results file.
+if want accel; then
+	log "--accel: bench/accel/bench.sh"
+	XRUN_BIN=$XRUN_SRC BENCH_USER=$BUSER "$HERE/accel/bench.sh" >&2 || note accel all "bench/accel/bench.sh failed"
 fi
 
 python3 "$HERE/report.py" "$RES" >"$OUT"
