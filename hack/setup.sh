@@ -26,7 +26,7 @@ DEB_ARCHES=(amd64 "${FOREIGN_ARCHES[@]}")
 # rustc, cargo and the arm64 Rust standard library: the Cargo runner test.
 PACKAGES=(qemu-user-static uidmap docker-registry util-linux ca-certificates gcc make libc6-dev debootstrap
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-riscv64-linux-gnu libc6-dev-riscv64-cross
-	cmake meson ninja-build rustc cargo libstd-rust-dev:arm64)
+	cmake meson ninja-build rustc cargo libstd-rust-dev:arm64 podman runc)
 
 TEST_USER=xruntest
 TEST_USER_SUBIDS="200000:65536"

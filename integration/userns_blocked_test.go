@@ -224,7 +224,7 @@ func TestUserNSBlockedSeccomp(t *testing.T) {
 		fix = "xrun runs in a docker container (/.dockerenv exists) whose seccomp profile refuses unshare: " +
 			"start the container with docker run --security-opt seccomp=unconfined --security-opt systempaths=unconfined"
 	case exists("/run/.containerenv"):
-		fix = "whose seccomp profile refuses unshare: start the container with podman run --security-opt seccomp=unconfined --security-opt unmask=ALL"
+		fix = "whose seccomp profile refuses unshare: start the container with podman run --security-opt seccomp=unconfined --security-opt unmask=/proc/*"
 	default:
 		fix = "a seccomp filter on xrun (Seccomp: 2 in /proc/self/status) refuses unshare: run xrun outside the sandbox"
 	}
@@ -283,7 +283,7 @@ func TestUserNSBlockedMaskedProc(t *testing.T) {
 		fix = ": start the container with docker run --security-opt seccomp=unconfined --security-opt systempaths=unconfined"
 	case exists("/run/.containerenv"):
 		cause = "xrun runs in a podman container (/run/.containerenv exists) whose /proc is partly masked (" + masked + " is hidden)"
-		fix = ": start the container with podman run --security-opt seccomp=unconfined --security-opt unmask=ALL"
+		fix = ": start the container with podman run --security-opt unmask=/proc/*"
 	default:
 		cause = "xrun runs in a container (" + masked + " is masked) whose /proc is partly masked (" + masked + " is hidden)"
 		fix = ": start the container with seccomp unconfined and /proc unmasked: docker run --security-opt seccomp=unconfined --security-opt systempaths=unconfined"
@@ -294,7 +294,7 @@ func TestUserNSBlockedMaskedProc(t *testing.T) {
 	out, _, code := runBlocked(t, opts{user: u, env: env}, inMaskedProc(masked), what, "doctor", "--platform", p.Name)
 	if code != 1 || !strings.Contains(out, "FAIL  user namespaces: created a user namespace but cannot mount a fresh /proc in it (a run needs one): mount proc: operation not permitted") ||
 		!strings.Contains(out, cause) || !strings.Contains(out, "      fix: start the container with seccomp unconfined and /proc unmasked:\n") ||
-		!strings.Contains(out, "podman run --security-opt seccomp=unconfined --security-opt unmask=ALL\n") ||
+		!strings.Contains(out, "podman run --security-opt seccomp=unconfined --security-opt unmask=/proc/*\n") ||
 		!strings.Contains(out, "procMount: Unmasked") {
 		t.Errorf("doctor exit %d, want 1, the cause and the flags:\n%s", code, out)
 	}

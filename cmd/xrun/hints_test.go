@@ -63,7 +63,7 @@ func TestUserNSErrorLine(t *testing.T) {
 		{map[string]string{".dockerenv": "", "proc/self/status": "Seccomp:\t2\n"}, unshare("Operation not permitted"),
 			"start container: cannot create a user namespace (operation not permitted): xrun runs in a docker container (/.dockerenv exists) whose seccomp profile refuses unshare: start the container with docker run --security-opt seccomp=unconfined --security-opt systempaths=unconfined (and --security-opt apparmor=unconfined on AppArmor hosts)"},
 		{map[string]string{"run/.containerenv": "", "proc/self/mountinfo": masked}, proc,
-			"start container: cannot mount /proc in the container (operation not permitted): xrun runs in a podman container (/run/.containerenv exists) whose /proc is partly masked (/proc/kcore is hidden), so the kernel refuses a fresh /proc: start the container with podman run --security-opt seccomp=unconfined --security-opt unmask=ALL"},
+			"start container: cannot mount /proc in the container (operation not permitted): xrun runs in a podman container (/run/.containerenv exists) whose /proc is partly masked (/proc/kcore is hidden), so the kernel refuses a fresh /proc: start the container with podman run --security-opt unmask=/proc/*"},
 		{nil, unshare("Operation not permitted"),
 			"start container: cannot create a user namespace (operation not permitted): this system does not let unprivileged users create user namespaces: run xrun doctor, which says which setting to change and how"},
 	} {

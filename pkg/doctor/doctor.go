@@ -219,7 +219,7 @@ func (d *doctor) checkUserNS(ctx context.Context) (bool, *probeResult) {
 	if b == nil {
 		b = &genericUserNSBlock
 		if f.Step == StepProcMount {
-			_, fix := containerFix("")
+			_, fix := containerFix("", false)
 			b = &UserNSBlock{Cause: "part of /proc may be hidden, as container runtimes do", DoctorFix: fix}
 		}
 	}

@@ -180,7 +180,7 @@ func TestUserNSTable(t *testing.T) {
 			cause: "xrun runs in a docker container (/.dockerenv exists) whose seccomp profile refuses unshare",
 			fix:   "start the container with docker run --security-opt seccomp=unconfined --security-opt systempaths=unconfined (and --security-opt apparmor=unconfined on AppArmor hosts)",
 			doctorFix: []string{"start the container with seccomp unconfined and /proc unmasked:\ndocker run --security-opt seccomp=unconfined --security-opt systempaths=unconfined",
-				"podman run --security-opt seccomp=unconfined --security-opt unmask=ALL", "procMount: Unmasked"},
+				"podman run --security-opt seccomp=unconfined --security-opt unmask=/proc/*", "procMount: Unmasked"},
 		},
 		{
 			name:  "docker default seccomp, clone3 ENOSYS",
@@ -201,8 +201,8 @@ func TestUserNSTable(t *testing.T) {
 			sys:       machine(map[string]string{"run/.containerenv": "engine=\"podman-4.3.1\"\n", "proc/self/mountinfo": dockerMountinfo}, nil),
 			f:         UserNSFailure{StepProcMount, syscall.EPERM},
 			cause:     "xrun runs in a podman container (/run/.containerenv exists) whose /proc is partly masked (/proc/kcore is hidden)",
-			fix:       "start the container with podman run --security-opt seccomp=unconfined --security-opt unmask=ALL",
-			doctorFix: []string{"unmasked:\npodman run --security-opt seccomp=unconfined --security-opt unmask=ALL\ndocker run"},
+			fix:       "start the container with podman run --security-opt unmask=/proc/*",
+			doctorFix: []string{"unmasked:\npodman run --security-opt unmask=/proc/*\ndocker run"},
 		},
 		{
 			name: "kubernetes RuntimeDefault",
@@ -224,7 +224,7 @@ func TestUserNSTable(t *testing.T) {
 			sys:   machine(map[string]string{"proc/self/status": seccompStatus, "proc/1/cgroup": "0::/system.slice/containerd.service/abc\n"}, nil),
 			f:     UserNSFailure{StepUnshare, syscall.EPERM},
 			cause: "xrun runs in a container (its cgroup is a container runtime's) whose seccomp profile refuses unshare",
-			fix:   "start the container with seccomp unconfined and /proc unmasked: docker run --security-opt seccomp=unconfined --security-opt systempaths=unconfined (and --security-opt apparmor=unconfined on AppArmor hosts); podman run --security-opt seccomp=unconfined --security-opt unmask=ALL; Kubernetes: hostUsers: false",
+			fix:   "start the container with seccomp unconfined and /proc unmasked: docker run --security-opt seccomp=unconfined --security-opt systempaths=unconfined (and --security-opt apparmor=unconfined on AppArmor hosts); podman run --security-opt seccomp=unconfined --security-opt unmask=/proc/*; Kubernetes: hostUsers: false",
 		},
 		{
 			name:  "seccomp filter outside a container",
@@ -352,7 +352,7 @@ func TestDoctorUserNSCheck(t *testing.T) {
 			return &probeResult{Proc: "mount proc: operation not permitted"}, nil
 		}, []string{
 			"FAIL  user namespaces: created a user namespace but cannot mount a fresh /proc in it (a run needs one): mount proc: operation not permitted (user.max_user_namespaces=63459): xrun runs in a podman container",
-			"      fix: start the container with seccomp unconfined and /proc unmasked:\n      podman run --security-opt seccomp=unconfined --security-opt unmask=ALL\n      docker run",
+			"      fix: start the container with seccomp unconfined and /proc unmasked:\n      podman run --security-opt unmask=/proc/*\n      docker run",
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

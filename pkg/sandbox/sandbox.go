@@ -485,7 +485,7 @@ func config(runDir, exe string, useReaper bool, uids, gids []specs.LinuxIDMappin
 	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
 		CgroupName:      filepath.Base(runDir),
 		Spec:            spec,
-		RootlessEUID:    os.Geteuid() != 0,
+		RootlessEUID:    !userns.RealRoot(),
 		RootlessCgroups: true,
 	})
 	if err != nil {

@@ -1,9 +1,12 @@
 package userns
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
+	"strings"
 
 	"github.com/moby/sys/user"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -22,9 +25,11 @@ const maxSubIDs = 65536
 func IDMappings(log *slog.Logger) (uids, gids []specs.LinuxIDMapping, full bool) {
 	uid, gid := uint32(os.Geteuid()), uint32(os.Getegid())
 	if uid == 0 {
-		// Real root needs no helper and no range: map the first ids 1:1.
-		m := []specs.LinuxIDMapping{{ContainerID: 0, HostID: 0, Size: maxSubIDs + 1}}
-		return m, m, true
+		// Root needs no helper and no range: map the first ids 1:1, one
+		// extent per extent of its own namespace's map (the kernel refuses
+		// an extent that spans two of the parent's: root of a rootless
+		// podman container has 0 -> the user, 1.. -> the subordinate range).
+		return rootMapping("/proc/self/uid_map"), rootMapping("/proc/self/gid_map"), true
 	}
 	uids = []specs.LinuxIDMapping{{ContainerID: 0, HostID: uid, Size: 1}}
 	gids = []specs.LinuxIDMapping{{ContainerID: 0, HostID: gid, Size: 1}}
@@ -43,4 +48,48 @@ func IDMappings(log *slog.Logger) (uids, gids []specs.LinuxIDMapping, full bool)
 	uids = append(uids, specs.LinuxIDMapping{ContainerID: 1, HostID: uint32(su[0].SubID), Size: uint32(min(su[0].Count, maxSubIDs))})
 	gids = append(gids, specs.LinuxIDMapping{ContainerID: 1, HostID: uint32(sg[0].SubID), Size: uint32(min(sg[0].Count, maxSubIDs))})
 	return uids, gids, true
+}
+
+// rootMapping maps ids 0..maxSubIDs to themselves, split where the map
+// file of this process's user namespace (proc's uid_map or gid_map:
+// "inside outside count" lines) splits them; ids it does not map are left
+// out. Without the file: one extent.
+func rootMapping(mapFile string) []specs.LinuxIDMapping {
+	whole := []specs.LinuxIDMapping{{ContainerID: 0, HostID: 0, Size: maxSubIDs + 1}}
+	b, err := os.ReadFile(mapFile)
+	if err != nil {
+		return whole
+	}
+	var out []specs.LinuxIDMapping
+	for _, line := range strings.Split(string(b), "\n") {
+		var inside, outside, count uint64
+		if n, _ := fmt.Sscan(line, &inside, &outside, &count); n != 3 {
+			continue
+		}
+		end := min(inside+count, maxSubIDs+1)
+		if inside < end {
+			out = append(out, specs.LinuxIDMapping{ContainerID: uint32(inside), HostID: uint32(inside), Size: uint32(end - inside)})
+		}
+	}
+	if len(out) == 0 {
+		return whole
+	}
+	slices.SortFunc(out, func(a, b specs.LinuxIDMapping) int { return int(a.ContainerID) - int(b.ContainerID) })
+	return out
+}
+
+// RealRoot reports whether this process is root of the initial user
+// namespace (all of the host's ids mapped), not root of a container's
+// user namespace, which cannot do what only the host's root can (join
+// another namespace's mounts, map ids it does not own).
+func RealRoot() bool {
+	if os.Geteuid() != 0 {
+		return false
+	}
+	b, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return true
+	}
+	f := strings.Fields(string(b))
+	return len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295"
 }

@@ -2,6 +2,9 @@ package userns
 
 import (
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -25,5 +28,26 @@ func TestImports(t *testing.T) {
 			path != "github.com/xrun-dev/xrun/internal/testutil" {
 			t.Errorf("%s imports %s", f, path)
 		}
+	}
+}
+
+func TestRootMapping(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct{ file, want string }{
+		{"         0          0 4294967295\n", "[{0 0 65537}]"},
+		// Root of a rootless podman container: two extents of the parent.
+		{"         0       1001          1\n         1     200000      65536\n", "[{0 0 1} {1 1 65536}]"},
+		{"0 1000 1\n", "[{0 0 1}]"},
+		{"", "[{0 0 65537}]"},
+	} {
+		p := filepath.Join(dir, "map")
+		os.WriteFile(p, []byte(c.file), 0o644)
+		got := fmt.Sprint(rootMapping(p))
+		if got != c.want {
+			t.Errorf("rootMapping(%q) = %s, want %s", c.file, got, c.want)
+		}
+	}
+	if got := fmt.Sprint(rootMapping(filepath.Join(dir, "none"))); got != "[{0 0 65537}]" {
+		t.Errorf("no map file: %s", got)
 	}
 }
