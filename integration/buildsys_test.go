@@ -41,6 +41,16 @@ func readmeBlock(t *testing.T, first string) string {
 	}
 	for _, block := range strings.Split(string(b), "```")[1:] {
 		_, body, _ := strings.Cut(block, "\n")
+		// A block in a list item is indented: take the indentation of
+		// its first line off every line.
+		indent := body[:len(body)-len(strings.TrimLeft(body, " "))]
+		if indent != "" {
+			lines := strings.Split(body, "\n")
+			for i, l := range lines {
+				lines[i] = strings.TrimPrefix(l, indent)
+			}
+			body = strings.Join(lines, "\n")
+		}
 		if strings.HasPrefix(body, first) {
 			return body
 		}

@@ -135,7 +135,16 @@ func TestMirrorPullThrough(t *testing.T) {
 	needRegistry(t)
 	proxy := startProxyRegistry(t, h.reg.addr)
 	cfgHome := userDir(t, u, "mirror-config-")
-	mirrorConf(t, filepath.Join(cfgHome, "containers"), proxy.addr)
+	// README's "Running xrun on a CI fleet" file, for the test registry and
+	// the proxy in front of it.
+	conf := strings.NewReplacer("registry.corp.example", h.reg.addr, "ci-cache.corp.example:5000", proxy.addr).
+		Replace(readmeBlock(t, "# ~/.config/containers/registries.conf on every runner"))
+	if err := os.MkdirAll(filepath.Join(cfgHome, "containers"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cfgHome, "containers", "registries.conf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	ref := h.reg.ref(busyboxRepo)
 	argv := []string{"--verbose", "--platform", faultPlatform, ref, "--", "uname", "-m"}
 

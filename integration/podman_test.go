@@ -48,9 +48,16 @@ func TestNestedPodman(t *testing.T) {
 	flag := []string{"--security-opt", "unmask=/proc/*"}
 	run := []string{"--platform", p.Name, ref, "--", "uname", "-m"}
 	t.Run("root", func(t *testing.T) {
-		out, stderr, code := podman(append(flag, "-e", "HOME=/root"), run...)
+		// README's command as written, but for this VM's runtime flags, the
+		// plain-HTTP test registry and the paths of this machine.
+		cmd := strings.NewReplacer("podman run", "podman --runtime runc --cgroup-manager cgroupfs run --tls-verify=false",
+			"/usr/local/bin/xrun:/usr/local/bin/xrun", h.xrun+":/usr/local/bin/xrun",
+			"/usr/bin/qemu-aarch64-static:/usr/bin/qemu-aarch64-static", qemu+":/usr/bin/qemu-aarch64-static",
+			"registry.corp.example/ci/runner:latest", ref, "registry.corp.example/ci/debian:bookworm", ref).
+			Replace(readmeBlock(t, "# a rootless podman runner, xrun and a static qemu bound in"))
+		out, stderr, code := runAs(t, o, "sh", "-euc", cmd)
 		if code != 0 || out != "aarch64\n" {
-			t.Errorf("as the container's root: exit %d, %q\n%s", code, out, stderr)
+			t.Errorf("README's podman command, as the container's root: exit %d, %q\n%s", code, out, stderr)
 		}
 	})
 	t.Run("non-root", func(t *testing.T) {
