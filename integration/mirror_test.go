@@ -150,6 +150,11 @@ func TestMirrorPullThrough(t *testing.T) {
 
 	cache := userDir(t, u, "cache-mirror-")
 	o := opts{user: u, env: []string{"XRUN_CACHE=" + cache, "XDG_CONFIG_HOME=" + cfgHome}}
+	// doctor shows what pulls will use.
+	if out, _, _ := run(t, o, "doctor", "--platform", faultPlatform); !strings.Contains(out, "info  registry mirrors: from ") ||
+		!strings.Contains(out, h.reg.addr+": mirrors "+proxy.addr+" (insecure), then the registry") {
+		t.Errorf("xrun doctor does not show the mirror:\n%s", out)
+	}
 	out, stderr, code := run(t, o, argv...)
 	if code != 0 || out != "aarch64\n" {
 		t.Fatalf("run through the mirror: exit %d, %q, %s", code, out, stderr)

@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -89,6 +91,7 @@ accelerated or an output differs.`,
 			Out:       out,
 			Logger:    newLogger(c),
 		})
+		reportMirrors(out)
 		failed := r.Failed()
 		if len(failed) == 0 {
 			if !c.Bool("quiet") {
@@ -182,4 +185,29 @@ func doctorAccel(c *cli.Context) error {
 		return &sandbox.ExitError{Code: 1}
 	}
 	return nil
+}
+
+// reportMirrors prints the registry mirror configuration (registries.conf)
+// that pulls use. A file that does not parse fails every pull: shown as a
+// failure line.
+func reportMirrors(w io.Writer) {
+	m := pull.DescribeMirrors()
+	switch {
+	case m.Err != nil:
+		fmt.Fprintf(w, "FAIL  registry mirrors: %v\n", m.Err)
+		return
+	case len(m.Files) == 0:
+		fmt.Fprintln(w, "info  registry mirrors: none (no registries.conf)")
+		return
+	case len(m.Entries) == 0:
+		fmt.Fprintf(w, "info  registry mirrors: none ([[registry]] entries) in %s\n", strings.Join(m.Files, ", "))
+		return
+	}
+	fmt.Fprintf(w, "info  registry mirrors: from %s\n", strings.Join(m.Files, ", "))
+	for _, e := range m.Entries {
+		fmt.Fprintf(w, "      %s\n", e)
+	}
+	for _, u := range m.Unknown {
+		fmt.Fprintf(w, "warn  registry mirrors: unknown key %s (ignored)\n", u)
+	}
 }

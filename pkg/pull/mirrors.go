@@ -417,3 +417,49 @@ func (ps *pullers) of(ep endpoint) *remote.Puller {
 	}
 	return ps.upstream
 }
+
+// MirrorReport is what `xrun doctor` shows of the mirror configuration:
+// the files read, one line per [[registry]] entry, the unknown keys, or
+// the error that makes every pull fail.
+type MirrorReport struct {
+	Files   []string
+	Entries []string
+	Unknown []string
+	Err     error
+}
+
+// DescribeMirrors reads the mirror configuration as a pull would.
+func DescribeMirrors() MirrorReport {
+	files := RegistriesConfFiles()
+	explicit := os.Getenv(EnvRegistriesConf) != "" || os.Getenv(EnvContainersRegistriesConf) != ""
+	c, err := loadMirrorConfig(files, explicit)
+	if err != nil {
+		return MirrorReport{Err: err}
+	}
+	r := MirrorReport{Files: c.files, Unknown: c.unknown}
+	for _, reg := range c.regs {
+		line := reg.Prefix
+		if reg.Location != "" && reg.Location != reg.Prefix {
+			line += " -> " + reg.Location
+		}
+		switch {
+		case reg.Blocked:
+			line += ": blocked"
+		case len(reg.Mirrors) > 0:
+			var ms []string
+			for _, m := range reg.Mirrors {
+				s := m.Location
+				if m.Insecure {
+					s += " (insecure)"
+				}
+				if m.PullFromMirror != "" && m.PullFromMirror != "all" {
+					s += " (" + m.PullFromMirror + ")"
+				}
+				ms = append(ms, s)
+			}
+			line += ": mirrors " + strings.Join(ms, ", ") + ", then the registry"
+		}
+		r.Entries = append(r.Entries, line+" ["+reg.source+"]")
+	}
+	return r
+}
