@@ -120,3 +120,29 @@ func TestEmptyFile(t *testing.T) {
 		t.Errorf("Target(\"\") of an empty file = %+v, %v", s, err)
 	}
 }
+
+func TestAccelAndAdditionalCaches(t *testing.T) {
+	dir := t.TempDir()
+	f, err := Load(write(t, dir, "image: debian:bookworm\naccel: true\nadditional_caches: [/opt/xrun-cache]\ntargets:\n  slow:\n    accel: false\n  fast: {}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Trusted = true
+	for target, want := range map[string]bool{"": true, "fast": true, "slow": false} {
+		s, err := f.Target(target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Accel == nil || *s.Accel != want {
+			t.Errorf("target %q: accel %v, want %v", target, s.Accel, want)
+		}
+		if len(s.AdditionalCaches) != 1 || s.AdditionalCaches[0] != "/opt/xrun-cache" {
+			t.Errorf("target %q: additional_caches %v", target, s.AdditionalCaches)
+		}
+	}
+	// Naming shared caches makes runs trust their images: a trusted file only.
+	f.Trusted = false
+	if _, err := f.Target(""); err == nil || !strings.Contains(err.Error(), "additional_caches makes runs trust the images in /opt/xrun-cache") {
+		t.Errorf("untrusted file with additional_caches: %v", err)
+	}
+}
