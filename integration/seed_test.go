@@ -121,13 +121,18 @@ func TestSeedScenario(t *testing.T) {
 	script := "apt-get -o Acquire::Retries=3 update && " +
 		"apt-get -o Acquire::Retries=3 install -y --no-install-recommends gcc libc6-dev make && " +
 		"make hello && ./hello"
-	for _, user := range []string{subUserName, noSubUserName} {
-		t.Run(user, func(t *testing.T) {
+	// The third run: exec interception instead of binfmt_misc (issue 16).
+	for _, c := range []struct {
+		name, user string
+		env        []string
+	}{{subUserName, subUserName, nil}, {noSubUserName, noSubUserName, nil}, {"intercept", subUserName, interceptEnv}} {
+		user := c.user
+		t.Run(c.name, func(t *testing.T) {
 			u := needUser(t, user)
 			dir := workDir(t, u)
 			writeAs(t, u, filepath.Join(dir, "hello.c"), helloC)
 			start := time.Now()
-			out, stderr, code := run(t, opts{user: u, dir: dir, timeout: seedTimeout},
+			out, stderr, code := run(t, opts{user: u, dir: dir, timeout: seedTimeout, env: c.env},
 				"--platform", p.Name, "-e", "DEBIAN_FRONTEND=noninteractive", img, "--", "sh", "-c", script)
 			t.Logf("timing: %s: pull, apt-get update, install gcc libc6-dev make, compile and run: %v",
 				u, time.Since(start).Round(time.Millisecond))

@@ -21,7 +21,10 @@
 #
 # Environment: XRUN_BIN (bin/xrun), BENCH_USER (xruntest), BENCH_ACCEL_RUNS
 # (2), BENCH_WORK (/var/tmp/xrun-bench-accel), BENCH_ACCEL_OUT
-# (bench/accel/RESULTS.md), XRUN_TEST_CACHE (hack/mkdebian.sh's cache).
+# (bench/accel/RESULTS.md), XRUN_TEST_CACHE (hack/mkdebian.sh's cache),
+# BENCH_ACCEL_MODES (native accelerated emulated; add "intercepted", the
+# emulated build with XRUN_BINFMT_STRATEGY=intercept, for issue 16's
+# comparison: BENCH_ACCEL_MODES="emulated intercepted" compares only those).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -29,6 +32,7 @@ REPO=$(cd "$HERE/../.." && pwd)
 XRUN_SRC=${XRUN_BIN:-$REPO/bin/xrun}
 BUSER=${BENCH_USER:-xruntest}
 RUNS=${BENCH_ACCEL_RUNS:-2}
+read -r -a MODES <<<"${BENCH_ACCEL_MODES:-native accelerated emulated}"
 WORK=${BENCH_WORK:-/var/tmp/xrun-bench-accel}
 OUT=${BENCH_ACCEL_OUT:-$HERE/RESULTS.md}
 TREES=${XRUN_TEST_CACHE:-/var/tmp/xrun-test-cache}
@@ -95,19 +99,22 @@ B=$U/b
 as_user mkdir -p "$B"
 # build MODE N: a fresh source at $B/src-MODE-N, built at /src; prints seconds.
 build() {
-	local mode=$1 n=$2 d=$B/src-$1-$2 t0 t1 plat=(--platform linux/arm64)
+	local mode=$1 n=$2 d=$B/src-$1-$2 t0 t1 plat=(--platform linux/arm64) pre=()
 	as_user sh -c "rm -rf $d && mkdir $d && tar -xf $ZSRC -C $d --strip-components=1"
 	case $mode in
 	native) plat=(--platform linux/amd64) ;;
 	accelerated) plat+=(--accel) ;;
+	intercepted) pre=(env XRUN_BINFMT_STRATEGY=intercept) ;;
 	esac
 	t0=$EPOCHREALTIME
-	as_user xrun "${plat[@]}" -v "$d:/src" -w /src "$IMG" -- sh -c "$JOB" || die "$mode build $n failed"
+	as_user "${pre[@]}" xrun "${plat[@]}" -v "$d:/src" -w /src "$IMG" -- sh -c "$JOB" || die "$mode build $n failed"
 	t1=$EPOCHREALTIME
 	python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$t0" "$t1"
 }
 
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+PREP=0
+if [[ " ${MODES[*]} " == *" accelerated "* ]]; then
 log "preparing the accelerator (first --accel run)"
 as_user xrun --platform linux/arm64 "$IMG" -- true
 as_user xrun --platform linux/amd64 "$IMG" -- true
@@ -115,17 +122,24 @@ t0=$EPOCHREALTIME
 as_user xrun --accel --verbose --platform linux/arm64 "$IMG" -- true 2>"$WORK/prep.log" || die "accel preparation failed: $(tail -3 "$WORK/prep.log")"
 PREP=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$t0" "$EPOCHREALTIME")
 grep -q "native toolchain prepared" "$WORK/prep.log" || die "the accelerator was not prepared: $(grep -- --accel "$WORK/prep.log" | tail -3)"
+else
+as_user xrun --platform linux/arm64 "$IMG" -- true
+fi
 
 : >"$WORK/times.tsv"
 ident=()
 for i in $(seq "$RUNS"); do
-	order=(native accelerated emulated)
-	[ $((i % 2)) = 0 ] && order=(emulated accelerated native)
+	order=("${MODES[@]}")
+	if [ $((i % 2)) = 0 ]; then
+		order=()
+		for ((k = ${#MODES[@]} - 1; k >= 0; k--)); do order+=("${MODES[k]}"); done
+	fi
 	for m in "${order[@]}"; do
 		log "round $i: $m"
 		printf '%s\t%s\t%s\n' "$i" "$m" "$(build "$m" "$i")" >>"$WORK/times.tsv"
 	done
 	# The accelerated build's outputs against the emulated build's.
+	[[ " ${MODES[*]} " == *" accelerated "* && " ${MODES[*]} " == *" emulated "* ]] || continue
 	same=0 total=0 differ=""
 	for f in $(cd "$B/src-emulated-$i" && ls -- *.o libz.a libz.so* example minigzip examplesh minigzipsh 2>/dev/null); do
 		total=$((total + 1))
@@ -136,7 +150,7 @@ for i in $(seq "$RUNS"); do
 done
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
 
-python3 - "$WORK/times.tsv" "$PREP" "$LOAD0" "$LOAD1" "$(basename "$ZSRC")" "$(nproc)" "$(uname -r)" "${ident[@]}" >"$OUT" <<'PY'
+python3 - "$WORK/times.tsv" "$PREP" "$LOAD0" "$LOAD1" "$(basename "$ZSRC")" "$(nproc)" "$(uname -r)" ${ident[@]+"${ident[@]}"} >"$OUT" <<'PY'
 import statistics, sys, datetime
 times, prep, load0, load1, src, ncpu, kernel = sys.argv[1:8]
 ident = sys.argv[8:]
@@ -153,8 +167,9 @@ p()
 p(f"{datetime.datetime.utcnow():%Y-%m-%d %H:%MZ}; {ncpu} vCPU, Linux {kernel}; load average {load0} before, {load1} after.")
 p(f"Debian's zlib source ({src}), `./configure && make && make check`, every build through xrun as an")
 p("unprivileged user, in Debian bookworm images with gcc 12 (arm64 and amd64 under one reference);")
-p("rounds alternate the order. The accelerator was prepared before the timed builds in")
-p(f"{prep} s (download of the cross packages in the native container, self-check).")
+p("rounds alternate the order." + (" The accelerator was prepared before the timed builds in" if float(prep) > 0 else ""))
+if float(prep) > 0:
+    p(f"{prep} s (download of the cross packages in the native container, self-check).")
 p()
 p("| round | build | seconds |")
 p("|---|---|---|")
@@ -163,13 +178,22 @@ for i, m, s in rows:
 p()
 p("| measure | median (s) | ratio |")
 p("|---|---|---|")
-p(f"| native amd64 | {med['native']:.2f} | 1 |")
-p(f"| accelerated arm64 (`--accel`) | {med['accelerated']:.2f} | **{med['accelerated'] / med['native']:.2f}x** native |")
-p(f"| emulated arm64 | {med['emulated']:.2f} | {med['emulated'] / med['native']:.2f}x native |")
-p(f"| emulated / accelerated | | {med['emulated'] / med['accelerated']:.2f}x |")
-p()
-p("Objects (`*.o`, `libz.a`, `libz.so*`, `example`, `minigzip`, `*sh`) of the accelerated build")
-p("against the emulated build of the same round: " + "; ".join(ident) + ".")
+if "native" in med:
+    p(f"| native amd64 | {med['native']:.2f} | 1 |")
+    if "accelerated" in med:
+        p(f"| accelerated arm64 (`--accel`) | {med['accelerated']:.2f} | **{med['accelerated'] / med['native']:.2f}x** native |")
+    if "emulated" in med:
+        p(f"| emulated arm64 | {med['emulated']:.2f} | {med['emulated'] / med['native']:.2f}x native |")
+if "emulated" in med and "accelerated" in med:
+    p(f"| emulated / accelerated | | {med['emulated'] / med['accelerated']:.2f}x |")
+if "emulated" in med and "intercepted" in med:
+    if "native" not in med:
+        p(f"| emulated arm64, namespaced binfmt handler | {med['emulated']:.2f} | 1 |")
+    p(f"| emulated arm64, exec interception (`XRUN_BINFMT_STRATEGY=intercept`) | {med['intercepted']:.2f} | **{med['intercepted'] / med['emulated']:.3f}x** namespaced |")
+if ident:
+    p()
+    p("Objects (`*.o`, `libz.a`, `libz.so*`, `example`, `minigzip`, `*sh`) of the accelerated build")
+    p("against the emulated build of the same round: " + "; ".join(ident) + ".")
 PY
 cat "$OUT"
 log "wrote $OUT"

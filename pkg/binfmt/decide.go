@@ -28,6 +28,10 @@ const (
 	Namespaced Strategy = "namespaced"
 	// HostHandler: a handler registered in the host's binfmt_misc runs them.
 	HostHandler Strategy = "host-handler"
+	// Intercept: no binfmt_misc at all; the container's native init traces
+	// the command's execs and runs foreign programs under Plan.Emulator
+	// (pkg/sandbox's intercept.c). Any kernel with user namespaces.
+	Intercept Strategy = "intercept"
 )
 
 // Sentinel errors of Decide, for errors.Is. The errors Decide returns carry
@@ -48,7 +52,7 @@ var (
 )
 
 // Strategies lists the strategies in the order Decide tries them.
-var Strategies = []Strategy{Native, Namespaced, HostHandler}
+var Strategies = []Strategy{Native, Namespaced, HostHandler, Intercept}
 
 // ParseStrategy checks a strategy name (as given in XRUN_BINFMT_STRATEGY);
 // "" and "auto" mean no forced strategy.
@@ -275,8 +279,16 @@ func decideEmulated(a *Arch, force Strategy, opts Options, log *slog.Logger) (*P
 		}
 	}
 
+	if force == Intercept {
+		emu, err := findEmulator(a, &opts, log)
+		if err != nil {
+			return nil, err
+		}
+		log.Debug("binfmt: intercept (forced)", "emulator", emu.Path, "from", emu.Source)
+		return &Plan{Strategy: Intercept, Arch: a, Emulator: emu.Path}, nil
+	}
 	h, unusable := findHostHandler(a, opts.BinfmtDir, log)
-	if h != nil {
+	if h != nil && force != Intercept {
 		log.Debug("binfmt: host handler", "name", h.name, "interpreter", h.interp, "flags", h.flags)
 		return &Plan{Strategy: HostHandler, Arch: a, Emulator: h.interp, HostFlags: h.flags}, nil
 	}
@@ -292,9 +304,16 @@ func decideEmulated(a *Arch, force Strategy, opts Options, log *slog.Logger) (*P
 	if kernelOK {
 		return nil, emuErr
 	}
+	// An old kernel and no host handler: intercept the execs.
+	if emu, err := findEmulator(a, &opts, log); err == nil {
+		log.Debug("binfmt: intercept", "emulator", emu.Path, "from", emu.Source, "why", "kernel "+shortRelease(opts.KernelRelease)+" has no binfmt_misc per user namespace and "+what)
+		return &Plan{Strategy: Intercept, Arch: a, Emulator: emu.Path}, nil
+	} else if opts.Emulator != "" || opts.getenv(EnvQemuPath) != "" {
+		return nil, err
+	}
 	return nil, &planError{kind: ErrKernelTooOld, msg: fmt.Sprintf(
 		"kernel %s cannot register binfmt handlers in a user namespace (needs Linux 6.7+) and %s: "+
-			"ask an admin to register qemu-user-static with the F flag (e.g. update-binfmts --enable qemu-%s) or upgrade the kernel",
+			"ask an admin to register qemu-user-static with the F flag (e.g. update-binfmts --enable qemu-%s) or upgrade the kernel (with a static qemu-user, xrun would intercept the execs instead)",
 		shortRelease(opts.KernelRelease), what, a.Name)}
 }
 

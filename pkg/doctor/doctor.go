@@ -494,6 +494,9 @@ func (d *doctor) checkPlatforms() map[Platform]*binfmt.Plan {
 				how = "its interpreter is bound into the container (no F flag)"
 			}
 			d.add(Check{Status: OK, Name: p.String(), Detail: fmt.Sprintf("host handler with %s, flags %q: %s", plan.Emulator, plan.HostFlags, how) + notNative(plan)})
+		case binfmt.Intercept:
+			d.add(Check{Status: OK, Name: p.String(), Detail: "intercept (no binfmt_misc: xrun's init traces each exec and runs foreign programs under " +
+				d.describeEmulator(p, plan.Emulator) + "; ptrace, strace and gdb do not work inside)" + notNative(plan)})
 		}
 	}
 	if !explicit && len(plans) == 0 {

@@ -3,7 +3,10 @@
 // reaper.go), it never becomes a Go program, which saves a Go start-up on
 // every run.
 //
-// Argument vector: /dev/.xrun-init [-u UID:GID[:GID,...]] -- COMMAND [ARG...]
+// Argument vector: /dev/.xrun-init [-x MAGIC:MASK:QEMU] [-u UID:GID[:GID,...]] -- COMMAND [ARG...]
+//
+// With -x, foreign programs run under QEMU by exec interception
+// (intercept.c).
 //
 // It starts COMMAND as its child (with the credentials of -u, including the
 // supplementary groups libcontainer does not set in a rootless container),
@@ -13,6 +16,7 @@
 // executed.
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,6 +26,8 @@
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
+
+#include "intercept.h"
 
 #define XRUN_REAPER_PATH "/dev/.xrun-init"
 #define XRUN_MAX_GROUPS 256
@@ -72,18 +78,34 @@ static void xrun_reap(int argc, char **argv)
 {
 	uid_t uid = 0;
 	gid_t gid = 0, groups[XRUN_MAX_GROUPS];
-	int ngroups = 0, cred = 0, first = 2, tty;
+	int ngroups = 0, cred = 0, first = 1, tty, intercept = 0, sync[2] = {-1, -1};
 	sigset_t all, none;
 	pid_t child;
 
-	if (strcmp(argv[1], "-u") == 0) {
-		if (argc < 5 || strcmp(argv[3], "--") != 0 ||
-		    xrun_parse_cred(argv[2], &uid, &gid, groups, &ngroups) < 0) {
+	if (first + 1 < argc && strcmp(argv[first], "-x") == 0) {
+		if (xrun_intercept_parse(argv[first + 1]) < 0) {
+			fprintf(stderr, "xrun: [internal error] bad init arguments\n");
+			_exit(125);
+		}
+		intercept = 1;
+		first += 2;
+	}
+	if (first + 1 < argc && strcmp(argv[first], "-u") == 0) {
+		if (xrun_parse_cred(argv[first + 1], &uid, &gid, groups, &ngroups) < 0) {
 			fprintf(stderr, "xrun: [internal error] bad init arguments\n");
 			_exit(125);
 		}
 		cred = 1;
-		first = 4;
+		first += 2;
+	}
+	if (first >= argc || strcmp(argv[first], "--") != 0) {
+		fprintf(stderr, "xrun: [internal error] bad init arguments\n");
+		_exit(125);
+	}
+	first++;
+	if (intercept && pipe2(sync, O_CLOEXEC) < 0) {
+		fprintf(stderr, "xrun: start %s: %s\n", argv[first], strerror(errno));
+		_exit(125);
 	}
 	if (first >= argc) {
 		fprintf(stderr, "xrun: [internal error] no command\n");
@@ -117,6 +139,13 @@ static void xrun_reap(int argc, char **argv)
 			}
 		}
 		sigprocmask(SIG_SETMASK, &none, NULL);
+		if (intercept) {
+			close(sync[1]);
+			if (xrun_intercept_child(sync[0]) < 0) {
+				fprintf(stderr, "xrun: start %s: exec interception: %s\n", argv[first], strerror(errno));
+				_exit(125);
+			}
+		}
 		execvp(argv[first], argv + first);
 		if (errno == ENOENT)
 			fprintf(stderr, "xrun: %s: command not found in the image: check the name and the image's PATH\n", argv[first]);
@@ -125,6 +154,16 @@ static void xrun_reap(int argc, char **argv)
 		_exit(errno == ENOENT ? 127 : 126);
 	}
 
+	if (intercept) {
+		close(sync[0]);
+		if (xrun_intercept_attach(child) < 0) {
+			fprintf(stderr, "xrun: start %s: exec interception: trace the command: %s (ptrace is refused here: kernel.yama.ptrace_scope=3, or a seccomp profile)\n",
+				argv[first], strerror(errno));
+			kill(child, SIGKILL);
+			_exit(125);
+		}
+		close(sync[1]);
+	}
 	for (;;) {
 		siginfo_t si;
 		int sig = sigwaitinfo(&all, &si);
@@ -137,10 +176,14 @@ static void xrun_reap(int argc, char **argv)
 		}
 		for (;;) {
 			int status;
-			pid_t p = waitpid(-1, &status, WNOHANG);
+			pid_t p = waitpid(-1, &status, WNOHANG | __WALL);
 
 			if (p <= 0)
 				break;
+			if (WIFSTOPPED(status)) {
+				xrun_intercept_stop(p, status);
+				continue;
+			}
 			if (p != child)
 				continue;
 			if (WIFSIGNALED(status))

@@ -4,8 +4,11 @@ package sandbox
 import "C"
 
 import (
+	"encoding/hex"
 	"fmt"
 	"strconv"
+
+	"github.com/xrun-dev/xrun/pkg/binfmt"
 )
 
 // The container's PID 1 is this binary, bound at ReaperPath and started
@@ -39,4 +42,14 @@ func reaperArgs(u *User, cmd []string) []string {
 		args = append(args, "-u", cred)
 	}
 	return append(append(args, "--"), cmd...)
+}
+
+// interceptQemuPath is where the emulator of an intercept plan is bound in
+// the container (/dev is a fresh tmpfs).
+func interceptQemuPath(p *binfmt.Plan) string { return "/dev/.xrun-qemu-" + p.Arch.Name }
+
+// interceptSpec is the init's -x argument: the arch's binfmt magic and
+// mask, and the emulator's path in the container.
+func interceptSpec(p *binfmt.Plan) string {
+	return hex.EncodeToString(p.Arch.Magic) + ":" + hex.EncodeToString(p.Arch.Mask) + ":" + interceptQemuPath(p)
 }

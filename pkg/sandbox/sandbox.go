@@ -234,6 +234,9 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("find the xrun binary: %w", err)
 	}
 	useReaper := reaperUsable(exe)
+	if p := opts.Emulation; p != nil && p.Strategy == binfmt.Intercept && !useReaper {
+		return fmt.Errorf("exec interception needs xrun's native init, and %s is not a static binary: use a release build (make build)", exe)
+	}
 	cfg, err := config(runDir, exe, useReaper, uids, gids, opts)
 	if err != nil {
 		return err
@@ -318,6 +321,9 @@ func newProcess(opts Options, exe string, useReaper bool, log *slog.Logger) *lib
 	args := opts.Args
 	if useReaper {
 		args = reaperArgs(opts.User, opts.Args)
+		if p := opts.Emulation; p != nil && p.Strategy == binfmt.Intercept {
+			args = append([]string{args[0], "-x", interceptSpec(p)}, args[1:]...)
+		}
 	} else {
 		log.Debug("xrun binary is not static: the command runs as PID 1 without a native init", "binary", exe)
 	}
@@ -468,8 +474,15 @@ func config(runDir, exe string, useReaper bool, uids, gids []specs.LinuxIDMappin
 	spec.Process.Terminal = false
 	spec.Process.Rlimits = nil
 	spec.Process.NoNewPrivileges = false
+	caps := capabilities
+	if p := opts.Emulation; p != nil && p.Strategy == binfmt.Intercept {
+		// The init reads the traced processes' memory and /proc entries,
+		// whatever user they run as; the command does not get it
+		// (intercept.c drops it before the exec).
+		caps = append(slices.Clone(caps), "CAP_SYS_PTRACE")
+	}
 	spec.Process.Capabilities = &specs.LinuxCapabilities{
-		Bounding: capabilities, Permitted: capabilities, Effective: capabilities,
+		Bounding: caps, Permitted: caps, Effective: caps,
 	}
 	spec.Linux.Namespaces = namespaces(spec.Linux.Namespaces, opts.Network)
 	restrictSys(spec)
@@ -567,6 +580,9 @@ func addMounts(spec *specs.Spec, exe string, useReaper bool, opts Options) {
 	}
 	if useReaper {
 		add(exe, ReaperPath, true)
+	}
+	if p := opts.Emulation; p != nil && p.Strategy == binfmt.Intercept && useReaper {
+		add(p.Emulator, interceptQemuPath(p), true)
 	}
 	if p := opts.Emulation; p != nil && p.Strategy == binfmt.HostHandler && p.Emulator != "" && !strings.Contains(p.HostFlags, "F") {
 		// A host handler without F opens its interpreter at exec time,
