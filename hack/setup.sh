@@ -26,7 +26,7 @@ DEB_ARCHES=(amd64 "${FOREIGN_ARCHES[@]}")
 # rustc, cargo and the arm64 Rust standard library: the Cargo runner test.
 PACKAGES=(qemu-user-static uidmap docker-registry util-linux ca-certificates gcc make libc6-dev debootstrap
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-riscv64-linux-gnu libc6-dev-riscv64-cross
-	cmake meson ninja-build rustc cargo libstd-rust-dev:arm64 podman runc)
+	cmake meson ninja-build rustc cargo libstd-rust-dev:arm64 podman runc qemu-system-x86)
 
 TEST_USER=xruntest
 TEST_USER_SUBIDS="200000:65536"
@@ -190,6 +190,22 @@ done
 # from, ~1 min), pushed together as one reference by integration/accel_test.go.
 XRUN_MKDEBIAN_INCLUDE=gcc,g++,libc6-dev,make XRUN_MKDEBIAN_NAME=gcc "$REPO/hack/mkdebian.sh"
 XRUN_MKDEBIAN_ARCH=amd64 "$REPO/hack/mkdebian.sh"
+
+# --- Debian 12's own 6.1 kernel, for the exec-interception test in a VM --------
+# (integration/oldkernel_test.go boots it under qemu-system-x86_64, TCG).
+KDIR=${XRUN_TEST_CACHE:-/var/tmp/xrun-test-cache}/kernel-6.1
+if ! compgen -G "$KDIR/boot/vmlinuz-6.1.*" >/dev/null; then
+	[[ ${XRUN_SETUP_SKIP_APT:-} == 1 ]] && die "missing $KDIR (Debian's 6.1 kernel)"
+	kpkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '$1 == "Depends:" && $2 ~ /^linux-image-6\.1/ { print $2; exit }')
+	[[ -n $kpkg ]] || die "cannot find Debian's 6.1 kernel package (linux-image-cloud-amd64's dependency)"
+	log "downloading $kpkg"
+	tmp="$(mktemp -d)"
+	chmod 0777 "$tmp"
+	(cd "$tmp" && apt-get download -q "$kpkg") || die "apt-get download $kpkg failed"
+	rm -rf "$KDIR.tmp" && mkdir -p "$KDIR.tmp"
+	dpkg-deb -x "$tmp"/linux-image-*.deb "$KDIR.tmp"
+	rm -rf "$tmp" "$KDIR" && mv "$KDIR.tmp" "$KDIR"
+fi
 
 # --- Go ---------------------------------------------------------------------------
 # The tests build with the Go toolchain (1.26, cgo on): this machine kind ships

@@ -1,0 +1,146 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xrun-dev/xrun/integration/testimage"
+	"github.com/xrun-dev/xrun/internal/testutil"
+)
+
+// oldKernelDir is where hack/setup.sh unpacks Debian 12's own 6.1 kernel
+// (linux-image-6.1.*-cloud-amd64): boot/vmlinuz-* and the overlay module.
+func oldKernelDir() string {
+	return filepath.Join(filepath.Dir(testimage.DebianPath()), "kernel-6.1")
+}
+
+// vmInit moves the initramfs into a tmpfs (pivot_root, which every
+// container start uses, refuses the initramfs itself) and goes on with
+// vmInit2 there.
+const vmInit = `#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t tmpfs -o size=768m root /newroot
+cp -a /bin /sbin /usr /etc /home /cache /overlay.ko /init2 /newroot/
+mkdir -p /newroot/proc /newroot/sys /newroot/dev /newroot/tmp
+exec switch_root /newroot /init2
+`
+
+// vmInit2 runs xrun as the unprivileged user u (one id, no subordinate
+// range, no binfmt_misc mounted anywhere) for each platform, from the
+// read-only cache root baked: no network in the VM.
+const vmInit2 = `#!/bin/sh
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+mount -t tmpfs tmp /tmp; chmod 1777 /tmp; mount -t cgroup2 cgroup2 /sys/fs/cgroup
+insmod /overlay.ko
+echo "VM kernel $(uname -r)"
+for p in %s; do
+	out=$(su -s /bin/sh u -c "cd /home/u; HOME=/home/u XRUN_CACHE=/home/u/cache XRUN_ADDITIONAL_CACHES=/cache PATH=/usr/bin:/bin xrun --verbose --pull=never --platform $p %s -- uname -m" 2>/tmp/err)
+	echo "VM RESULT $p: $out"
+	grep -E "strategy=|xrun:" /tmp/err | sed "s|^|VM LOG $p: |"
+done
+poweroff -f
+`
+
+// TestOldKernelVM boots Debian 12's own 6.1 kernel under qemu-system-x86_64
+// (TCG) with an initramfs this test builds: busybox, xrun, the static
+// qemus, and a cache root baked with the test images. As an unprivileged
+// user, with no binfmt_misc handler anywhere, xrun picks exec
+// interception by itself and runs arm64, armv7, ppc64le and s390x.
+func TestOldKernelVM(t *testing.T) {
+	needXrun(t)
+	needRegistry(t)
+	needImages(t)
+	if os.Geteuid() != 0 {
+		testutil.SkipOrFail(t, "the test bakes the VM's cache as root")
+	}
+	qemuSystem, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		testutil.SkipOrFail(t, "qemu-system-x86_64 (qemu-system-x86; hack/setup.sh installs it): %v", err)
+	}
+	kernels, _ := filepath.Glob(filepath.Join(oldKernelDir(), "boot", "vmlinuz-6.1.*"))
+	overlay, _ := filepath.Glob(filepath.Join(oldKernelDir(), "lib", "modules", "6.1.*", "kernel", "fs", "overlayfs", "overlay.ko"))
+	if len(kernels) == 0 || len(overlay) == 0 {
+		testutil.SkipOrFail(t, "Debian 12's 6.1 kernel in %s (hack/setup.sh downloads it)", oldKernelDir())
+	}
+	debs, err := testimage.DebsDir()
+	if err != nil {
+		testutil.SkipOrFail(t, "busybox .debs: %v", err)
+	}
+	bbDeb, _ := filepath.Glob(filepath.Join(debs, "busybox-static_*_amd64.deb"))
+	if len(bbDeb) == 0 {
+		testutil.SkipOrFail(t, "busybox-static amd64 .deb in %s", debs)
+	}
+	plats := []string{"linux/arm64", "linux/arm/v7", "linux/ppc64le", "linux/s390x"}
+	ref := h.reg.ref(busyboxRepo)
+	dir := t.TempDir()
+	ir := filepath.Join(dir, "ir")
+	sh := func(script string, env ...string) {
+		t.Helper()
+		cmd := exec.Command("sh", "-euc", script)
+		cmd.Env = append(os.Environ(), env...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", script, err, out)
+		}
+	}
+	var qemus []string
+	for _, p := range plats {
+		tp := platformByName(p)
+		needQemu(t, tp)
+		q, err := exec.LookPath(tp.Qemu)
+		if err != nil {
+			testutil.SkipOrFail(t, "qemu for %s: %v", p, err)
+		}
+		qemus = append(qemus, q)
+	}
+	sh(fmt.Sprintf(`mkdir -p %[1]s/bin %[1]s/sbin %[1]s/usr/bin %[1]s/proc %[1]s/sys %[1]s/dev %[1]s/tmp %[1]s/etc %[1]s/home/u %[1]s/newroot
+dpkg-deb -x %[2]s %[3]s/bb && cp %[3]s/bb/bin/busybox %[1]s/bin/busybox
+cp %[4]s %[1]s/usr/bin/xrun && cp %[5]s %[1]s/usr/bin/ && cp %[6]s %[1]s/overlay.ko
+printf 'root:x:0:0:root:/root:/bin/sh\nu:x:1000:1000:u:/home/u:/bin/sh\n' >%[1]s/etc/passwd
+printf 'root:x:0:\nu:x:1000:\n' >%[1]s/etc/group
+chown 1000:1000 %[1]s/home/u`, ir, bbDeb[0], dir, h.xrun, strings.Join(qemus, " "), overlay[0]))
+	// README's shared-cache recipe, as root, for the VM's /cache.
+	for _, p := range plats {
+		sh(fmt.Sprintf("%s pull -q --platform %s %s", h.xrun, p, ref), "XRUN_CACHE="+filepath.Join(ir, "cache"))
+	}
+	sh(fmt.Sprintf("find %s/cache -path '*/rootfs/*' -prune -o -exec chmod go+rX {} +", ir))
+	if err := os.WriteFile(filepath.Join(ir, "init"), []byte(vmInit), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ir, "init2"), []byte(fmt.Sprintf(vmInit2, strings.Join(plats, " "), ref)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sh(fmt.Sprintf("cd %s && find . | %s/bb/bin/busybox cpio -o -H newc 2>/dev/null | gzip -1 >%s/initrd.gz", ir, dir, dir))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, qemuSystem, "-m", "1024", "-smp", "2", "-nographic", "-no-reboot",
+		"-kernel", kernels[0], "-initrd", filepath.Join(dir, "initrd.gz"), "-append", "console=ttyS0 quiet panic=-1")
+	outB, err := cmd.CombinedOutput()
+	out := strings.ReplaceAll(string(outB), "\r", "")
+	t.Logf("timing: the VM (TCG) booted and ran in %v", time.Since(start).Round(time.Millisecond))
+	if err != nil {
+		t.Fatalf("qemu-system-x86_64: %v\n%s", err, tailOf(out, 3000))
+	}
+	if !strings.Contains(out, "VM kernel 6.1.") {
+		t.Fatalf("the VM did not run Debian's 6.1 kernel:\n%s", tailOf(out, 3000))
+	}
+	for _, p := range plats {
+		tp := platformByName(p)
+		if !strings.Contains(out, "VM RESULT "+p+": "+tp.Uname()+"\n") {
+			t.Errorf("%s in the VM: no %q:\n%s", p, tp.Uname(), tailOf(out, 3000))
+		}
+		if !strings.Contains(out, "VM LOG "+p+": level=INFO msg=emulation prog=xrun strategy=intercept") {
+			t.Errorf("%s in the VM: the automatic strategy was not intercept:\n%s", p, tailOf(out, 3000))
+		}
+	}
+}
