@@ -173,8 +173,7 @@ func (d *doctor) checkKernel() bool {
 		d.add(Check{Status: OK, Name: "kernel", Detail: fmt.Sprintf("Linux %s has binfmt_misc per user namespace (6.7+): emulators are registered inside each container, nothing on the host", release)})
 		return true
 	default:
-		d.add(Check{Status: Warn, Name: "kernel", Detail: fmt.Sprintf("Linux %s is older than 6.7: binfmt_misc cannot be registered in a user namespace, so foreign platforms need a handler registered on the host", release),
-			Fix: "upgrade to Linux 6.7+, or have an admin register qemu-user-static with the F flag (" + d.distro.install("qemu-user-static", "qemu-user-static", "qemu-user-static-binfmt") + "; then e.g. update-binfmts --enable qemu-aarch64 or systemctl restart systemd-binfmt)"})
+		d.add(Check{Status: Info, Name: "kernel", Detail: fmt.Sprintf("Linux %s is older than 6.7: binfmt_misc cannot be registered in a user namespace, so foreign platforms use a handler registered on the host if there is one, else exec interception (xrun's init traces each exec: a little slower to start programs, and no ptrace inside)", release)})
 		return false
 	}
 }
