@@ -162,7 +162,7 @@ for line in open(times):
     rows.append((int(i), m, float(s)))
 med = {m: statistics.median(v) for m, v in t.items()}
 p = print
-p("# `--accel` benchmark (bench/accel/bench.sh)")
+p("# zlib builds through xrun: " + ", ".join(sorted(t)) + " (bench/accel/bench.sh)")
 p()
 p(f"{datetime.datetime.utcnow():%Y-%m-%d %H:%MZ}; {ncpu} vCPU, Linux {kernel}; load average {load0} before, {load1} after.")
 p(f"Debian's zlib source ({src}), `./configure && make && make check`, every build through xrun as an")
