@@ -40,7 +40,7 @@ fuzz:
 # registry on 127.0.0.1 (needs hack/setup.sh once, as root).
 integration: build
 	XRUN_BIN=$(CURDIR)/bin/xrun XRUN_TEST_MUST_WORK=$${XRUN_TEST_MUST_WORK-1} \
-		$(GO) test -tags integration -count=1 -timeout 20m -v ./integration/
+		$(GO) test -tags integration -count=1 -timeout 30m -v ./integration/
 
 validate:
 	@bad=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$bad" ]; then echo "gofmt needed: $$bad"; exit 1; fi
