@@ -80,7 +80,7 @@ func prepare() error {
 		return fmt.Errorf("read run parameters: %w", err)
 	}
 	root := filepath.Join(runDir, rootfsDir)
-	if err := mountOverlay(append(p.Layers, p.Lower), p.Upper, p.Work, filepath.Join(runDir, scratchDir), root); err != nil {
+	if err := mountOverlay(append(p.Layers, p.Lower), p.Upper, p.Work, filepath.Join(runDir, scratchDir), p.DiskScratch, root); err != nil {
 		return err
 	}
 	if p.AptNoSandbox {
@@ -112,7 +112,7 @@ func prepare() error {
 // upper, the upper and work dirs are on a private tmpfs mounted on scratch:
 // everything written by the run lives there and vanishes with the mount
 // namespace. With upper (a named container), they are on disk and persist.
-func mountOverlay(lowers []string, upper, work, scratch, target string) error {
+func mountOverlay(lowers []string, upper, work, scratch, disk, target string) error {
 	lower := lowers[len(lowers)-1]
 	if upper == "" {
 		if err := unix.Mount("tmpfs", scratch, "tmpfs", 0, "mode=0700"); err != nil {
@@ -122,6 +122,22 @@ func mountOverlay(lowers []string, upper, work, scratch, target string) error {
 		for _, d := range []string{upper, work} {
 			if err := os.Mkdir(d, 0o755); err != nil {
 				return err
+			}
+		}
+		// Before Linux 6.6 a tmpfs has no user.* xattrs: the upper layer
+		// goes to disk (the cache) instead.
+		if disk != "" {
+			err := unix.Setxattr(upper, "user.xrun.probe", []byte{1}, 0)
+			if err == nil {
+				_ = unix.Removexattr(upper, "user.xrun.probe")
+			} else if errors.Is(err, unix.EOPNOTSUPP) {
+				_ = unix.Unmount(scratch, unix.MNT_DETACH)
+				upper, work = filepath.Join(disk, "upper"), filepath.Join(disk, "work")
+				for _, d := range []string{upper, work} {
+					if err := os.Mkdir(d, 0o755); err != nil {
+						return fmt.Errorf("create the upper layer on disk (this kernel's tmpfs has no user xattrs): %w", err)
+					}
+				}
 			}
 		}
 		// The overlay root takes the mode of the upper dir's root when it

@@ -6,8 +6,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xrun-dev/xrun/pkg/cache"
+	"github.com/xrun-dev/xrun/pkg/fsutil"
+	"github.com/xrun-dev/xrun/pkg/userns"
 )
 
 // unsafeRunRoot says why a directory cannot hold run state.
@@ -135,4 +141,83 @@ func ensureRunRoot(dir string) error {
 		}
 	}
 	return nil
+}
+
+// diskScratch is where a run's upper layer goes when a tmpfs cannot hold
+// it (see initParams.DiskScratch): in the cache's run directory, named
+// after the run.
+func diskScratch(cacheDir, runDir string) string {
+	return filepath.Join(cache.RunDir(cacheDir), scratchPrefix+filepath.Base(runDir))
+}
+
+// scratchPrefix names the runs' upper layers on disk in the cache's run
+// directory.
+const scratchPrefix = "scratch-"
+
+// tmpfsUserXattrs says whether this kernel's tmpfs has user.* xattrs
+// (Linux 6.6), which rootless overlayfs needs in its upper layer.
+func tmpfsUserXattrs() bool {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return true
+	}
+	var major, minor int
+	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &major, &minor); err != nil {
+		return true
+	}
+	return major > 6 || major == 6 && minor >= 6
+}
+
+// makeDiskScratch creates and locks the directory for a run's upper layer
+// on disk; the run's init uses it only if its tmpfs lacks user xattrs. The
+// lock tells collectStaleScratch the run is alive.
+func makeDiskScratch(dir string) (*fsutil.Lock, error) {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		return nil, fmt.Errorf("create the run's upper layer on disk: %w", err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create the run's upper layer on disk: %w", err)
+	}
+	lock, err := fsutil.LockDir(dir, fsutil.Exclusive)
+	if err != nil {
+		os.Remove(dir)
+		return nil, fmt.Errorf("lock the run's upper layer on disk: %w", err)
+	}
+	return lock, nil
+}
+
+// removeDiskScratch removes a run's upper layer on disk and releases its
+// lock; files the container created as other ids are removed in a user
+// namespace that maps them.
+func removeDiskScratch(dir string, lock *fsutil.Lock, log *slog.Logger) {
+	defer lock.Unlock()
+	if err := userns.RemoveTree(dir); err != nil {
+		log.Warn("could not remove the run's upper layer on disk", "dir", dir, "err", err)
+	}
+}
+
+// collectStaleScratch removes the upper layers on disk of runs killed with
+// SIGKILL: those whose lock nobody holds.
+func collectStaleScratch(cacheDir string, log *slog.Logger) {
+	dir := cache.RunDir(cacheDir)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), scratchPrefix) || !e.IsDir() {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		lock, err := lockDir(p, true)
+		if err != nil {
+			continue // a live run's, or gone
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(int(lock.Fd()), &st); err == nil && st.Nlink > 0 &&
+			time.Since(time.Unix(st.Mtim.Unix())) >= staleMinAge && userns.RemoveTree(p) == nil {
+			log.Debug("collected the upper layer of an interrupted run", "dir", p)
+		}
+		lock.Unlock()
+	}
 }

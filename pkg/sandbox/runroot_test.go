@@ -324,3 +324,40 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+func TestCollectStaleScratch(t *testing.T) {
+	// Upper layers on disk (kernels before 6.6) of runs killed with
+	// SIGKILL are collected; a live run's (locked) and a young one are not.
+	cacheDir := t.TempDir()
+	log := slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil))
+	live := diskScratch(cacheDir, "/run/xrun-live")
+	lock, err := makeDiskScratch(live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Unlock()
+	must(t, os.MkdirAll(filepath.Join(live, "upper", "etc"), 0o755))
+	age(t, live, time.Hour)
+	dead := diskScratch(cacheDir, "/run/xrun-dead")
+	must(t, os.MkdirAll(filepath.Join(dead, "upper", "etc"), 0o755))
+	must(t, os.WriteFile(filepath.Join(dead, "upper", "etc", "f"), nil, 0o600))
+	age(t, dead, time.Hour)
+	young := diskScratch(cacheDir, "/run/xrun-young")
+	must(t, os.Mkdir(young, 0o700))
+	other := filepath.Join(filepath.Dir(live), "not-a-scratch")
+	must(t, os.Mkdir(other, 0o700))
+	age(t, other, time.Hour)
+
+	collectStaleScratch(cacheDir, log)
+
+	for path, want := range map[string]bool{live: true, dead: false, young: true, other: true} {
+		_, err := os.Lstat(path)
+		if got := err == nil; got != want {
+			t.Errorf("%s: exists = %v, want %v", path, got, want)
+		}
+	}
+	removeDiskScratch(live, lock, log)
+	if _, err := os.Lstat(live); err == nil {
+		t.Error("removeDiskScratch left the directory")
+	}
+}

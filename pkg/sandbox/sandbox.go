@@ -174,6 +174,11 @@ type initParams struct {
 	Layers []string `json:"layers,omitempty"` // over Lower, topmost first
 	Upper  string   `json:"upper,omitempty"`  // "" = on a tmpfs
 	Work   string   `json:"work,omitempty"`
+	// DiskScratch is where the upper layer goes when a tmpfs cannot hold
+	// it: before Linux 6.6 tmpfs has no user.* xattrs, which rootless
+	// overlayfs needs to record renamed and removed directories (dpkg
+	// fails with EXDEV without them). The parent removes it after the run.
+	DiskScratch string `json:"disk_scratch,omitempty"`
 	// AptNoSandbox writes an apt configuration that keeps apt from
 	// switching to _apt, which does not exist with a single-id map.
 	AptNoSandbox bool         `json:"apt_no_sandbox,omitempty"`
@@ -225,7 +230,17 @@ func Run(ctx context.Context, opts Options) error {
 	// Unlock only once the directory is gone (see collectStale).
 	defer lock.Unlock()
 	defer os.RemoveAll(runDir)
-	if err := writeInitParams(runDir, opts, fullIDs, log); err != nil {
+	scratch := ""
+	if opts.Upper == "" && opts.CacheDir != "" && !tmpfsUserXattrs() {
+		collectStaleScratch(opts.CacheDir, log)
+		scratch = diskScratch(opts.CacheDir, runDir)
+		slock, err := makeDiskScratch(scratch)
+		if err != nil {
+			return err
+		}
+		defer removeDiskScratch(scratch, slock, log)
+	}
+	if err := writeInitParams(runDir, opts, scratch, fullIDs, log); err != nil {
 		return err
 	}
 
@@ -292,8 +307,8 @@ func newRunDir(opts *Options, log *slog.Logger) (id, runDir string, lock *fsutil
 
 // writeInitParams writes what the re-executed init needs (see Init) into
 // the run directory.
-func writeInitParams(runDir string, opts Options, fullIDs bool, log *slog.Logger) error {
-	params := initParams{Lower: opts.Lower, Layers: opts.Layers, Upper: opts.Upper, Work: opts.Work}
+func writeInitParams(runDir string, opts Options, scratch string, fullIDs bool, log *slog.Logger) error {
+	params := initParams{Lower: opts.Lower, Layers: opts.Layers, Upper: opts.Upper, Work: opts.Work, DiskScratch: scratch}
 	if !fullIDs && (hasAptConfig(opts.Lower) || opts.Upper != "" && hasAptConfig(opts.Upper)) {
 		// apt drops privileges to _apt for downloads, which fails when only
 		// root is mapped (setgroups is denied): tell it not to.
