@@ -6,6 +6,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/xrun-dev/xrun/internal/testutil"
 )
 
 // interceptEnv forces exec interception (issue 16) on this 6.7+ machine.
@@ -80,5 +82,49 @@ test -e /proc/sys/fs/binfmt_misc/status && echo handler-inside || echo no-handle
 				})
 			}
 		})
+	}
+}
+
+// TestInterceptAuxv checks what a foreign dynamic program sees of its own
+// exec under interception against the namespaced binfmt handler, in
+// Debian arm64: AT_EXECFN (glibc's loader prints the auxiliary vector with
+// LD_SHOW_AUXV) for a relative, an absolute and a PATH-searched exec, and
+// /proc/self/exe. Seen from another process, /proc/PID/exe of an emulated
+// program is qemu in both (at another path: README).
+func TestInterceptAuxv(t *testing.T) {
+	p := platformByName("linux/arm64")
+	needXrun(t)
+	needRegistry(t)
+	needQemu(t, p)
+	needBinfmtNS(t)
+	if h.usersErr != nil {
+		testutil.SkipOrFail(t, "users: %v", h.usersErr)
+	}
+	u := needUser(t, subUserName)
+	img := pushDebian(t)
+	script := `auxv() { LD_SHOW_AUXV=1 "$@" | awk '$1 == "AT_EXECFN:" || $1 == "AT_PLATFORM:" { print $1, $2 }'; }
+cd /usr/bin && auxv ./ls -d /
+auxv /bin/ls -d /
+auxv ls -d /
+readlink /proc/self/exe
+sh -c 'case $(readlink /proc/$$/exe) in *qemu-aarch64*) echo "another process: qemu";; *) readlink /proc/$$/exe;; esac'`
+	want := "AT_EXECFN: ./ls\nAT_PLATFORM: aarch64\nAT_EXECFN: /bin/ls\nAT_PLATFORM: aarch64\n" +
+		"AT_EXECFN: /usr/bin/ls\nAT_PLATFORM: aarch64\n/usr/bin/readlink\nanother process: qemu\n"
+	got := map[string]string{}
+	for _, c := range []struct {
+		name string
+		env  []string
+	}{{"binfmt", nil}, {"intercept", interceptEnv}} {
+		out, stderr, code := run(t, opts{user: u, env: c.env}, "--platform", p.Name, img, "--", "sh", "-c", script)
+		if code != 0 {
+			t.Fatalf("%s: exit %d\n%s", c.name, code, stderr)
+		}
+		got[c.name] = out
+	}
+	if got["intercept"] != got["binfmt"] {
+		t.Errorf("under interception a program sees another exec than under binfmt_misc:\nintercept %q\nbinfmt    %q", got["intercept"], got["binfmt"])
+	}
+	if got["intercept"] != want {
+		t.Errorf("intercept:\n got %q\nwant %q", got["intercept"], want)
 	}
 }
