@@ -29,24 +29,31 @@ const vmInit = `#!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t tmpfs -o size=768m root /newroot
-cp -a /bin /sbin /usr /etc /home /cache /overlay.ko /init2 /newroot/
+cp -a /bin /sbin /usr /etc /home /cache /modules /init2 /newroot/
 mkdir -p /newroot/proc /newroot/sys /newroot/dev /newroot/tmp
 exec switch_root /newroot /init2
 `
 
 // vmInit2 runs xrun as the unprivileged user u (one id, no subordinate
 // range, no binfmt_misc mounted anywhere) for each platform, from the
-// read-only cache root baked: no network in the VM.
+// read-only cache root baked: no network in the VM. Then, from u's own
+// cache on an ext4 disk (/home), apt-get installs a package in the Debian
+// arm64 image: Linux 6.1's tmpfs has no user xattrs, so the run's upper
+// layer goes to that disk.
 const vmInit2 = `#!/bin/sh
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 mount -t tmpfs tmp /tmp; chmod 1777 /tmp; mount -t cgroup2 cgroup2 /sys/fs/cgroup
-insmod /overlay.ko
+# The modules in any order: a pass loads those whose dependencies are in.
+for pass in 1 2 3 4; do for m in /modules/*.ko; do insmod $m 2>/dev/null; done; done
+mount -t ext4 /dev/vda /home || echo "VM ERROR: cannot mount the disk"
 echo "VM kernel $(uname -r)"
 for p in %s; do
 	out=$(su -s /bin/sh u -c "cd /home/u; HOME=/home/u XRUN_CACHE=/home/u/cache XRUN_ADDITIONAL_CACHES=/cache PATH=/usr/bin:/bin xrun --verbose --pull=never --platform $p %s -- uname -m" 2>/tmp/err)
 	echo "VM RESULT $p: $out"
 	grep -E "strategy=|xrun:" /tmp/err | sed "s|^|VM LOG $p: |"
 done
+su -s /bin/sh u -c "cd /home/u; HOME=/home/u XRUN_CACHE=/home/u/cache PATH=/usr/bin:/bin xrun --pull=never --platform linux/arm64 -e DEBIAN_FRONTEND=noninteractive %s -- sh -c 'apt-get install -y ./busybox-static.deb >/tmp/apt.log 2>&1 || cat /tmp/apt.log; dpkg -s busybox-static | grep ^Status; busybox uname -m'" 2>&1 | sed "s|^|VM APT: |"
+echo "VM SCRATCH LEFT: $(ls /home/u/cache/run 2>/dev/null | grep -c scratch-)"
 poweroff -f
 `
 
@@ -67,8 +74,9 @@ func TestOldKernelVM(t *testing.T) {
 		testutil.SkipOrFail(t, "qemu-system-x86_64 (qemu-system-x86; hack/setup.sh installs it): %v", err)
 	}
 	kernels, _ := filepath.Glob(filepath.Join(oldKernelDir(), "boot", "vmlinuz-6.1.*"))
+	blk, _ := filepath.Glob(filepath.Join(oldKernelDir(), "lib", "modules", "6.1.*", "kernel", "drivers", "block", "virtio_blk.ko"))
 	overlay, _ := filepath.Glob(filepath.Join(oldKernelDir(), "lib", "modules", "6.1.*", "kernel", "fs", "overlayfs", "overlay.ko"))
-	if len(kernels) == 0 || len(overlay) == 0 {
+	if len(kernels) == 0 || len(overlay) == 0 || len(blk) == 0 {
 		testutil.SkipOrFail(t, "Debian 12's 6.1 kernel in %s (hack/setup.sh downloads it)", oldKernelDir())
 	}
 	debs, err := testimage.DebsDir()
@@ -76,8 +84,20 @@ func TestOldKernelVM(t *testing.T) {
 		testutil.SkipOrFail(t, "busybox .debs: %v", err)
 	}
 	bbDeb, _ := filepath.Glob(filepath.Join(debs, "busybox-static_*_amd64.deb"))
-	if len(bbDeb) == 0 {
-		testutil.SkipOrFail(t, "busybox-static amd64 .deb in %s", debs)
+	bbArm64, _ := filepath.Glob(filepath.Join(debs, "busybox-static_*_arm64.deb"))
+	if len(bbDeb) == 0 || len(bbArm64) == 0 {
+		testutil.SkipOrFail(t, "busybox-static amd64 and arm64 .debs in %s", debs)
+	}
+	mkfs, err := exec.LookPath("mkfs.ext4")
+	if err != nil {
+		testutil.SkipOrFail(t, "mkfs.ext4 (e2fsprogs): %v", err)
+	}
+	// The disk's driver, from the same kernel package (ext4 is built in).
+	var modules []string
+	for _, pat := range []string{"drivers/virtio/virtio.ko", "drivers/virtio/virtio_ring.ko",
+		"drivers/virtio/virtio_pci*.ko", "drivers/block/virtio_blk.ko"} {
+		m, _ := filepath.Glob(filepath.Join(oldKernelDir(), "lib", "modules", "6.1.*", "kernel", pat))
+		modules = append(modules, m...)
 	}
 	plats := []string{"linux/arm64", "linux/arm/v7", "linux/ppc64le", "linux/s390x"}
 	ref := h.reg.ref(busyboxRepo)
@@ -101,12 +121,22 @@ func TestOldKernelVM(t *testing.T) {
 		}
 		qemus = append(qemus, q)
 	}
-	sh(fmt.Sprintf(`mkdir -p %[1]s/bin %[1]s/sbin %[1]s/usr/bin %[1]s/proc %[1]s/sys %[1]s/dev %[1]s/tmp %[1]s/etc %[1]s/home/u %[1]s/newroot
+	debRef := pushDebian(t)
+	sh(fmt.Sprintf(`mkdir -p %[1]s/bin %[1]s/sbin %[1]s/usr/bin %[1]s/proc %[1]s/sys %[1]s/dev %[1]s/tmp %[1]s/etc %[1]s/home/u %[1]s/newroot %[1]s/modules
 dpkg-deb -x %[2]s %[3]s/bb && cp %[3]s/bb/bin/busybox %[1]s/bin/busybox
-cp %[4]s %[1]s/usr/bin/xrun && cp %[5]s %[1]s/usr/bin/ && cp %[6]s %[1]s/overlay.ko
+cp %[4]s %[1]s/usr/bin/xrun && cp %[5]s %[1]s/usr/bin/ && cp %[6]s %[7]s %[1]s/modules/
 printf 'root:x:0:0:root:/root:/bin/sh\nu:x:1000:1000:u:/home/u:/bin/sh\n' >%[1]s/etc/passwd
 printf 'root:x:0:\nu:x:1000:\n' >%[1]s/etc/group
-chown 1000:1000 %[1]s/home/u`, ir, bbDeb[0], dir, h.xrun, strings.Join(qemus, " "), overlay[0]))
+chown 1000:1000 %[1]s/home/u`, ir, bbDeb[0], dir, h.xrun, strings.Join(qemus, " "), overlay[0], strings.Join(modules, " ")))
+	// u's own cache on the ext4 disk: the Debian image, pulled as root and
+	// given to u (its layer blobs are not needed once unpacked).
+	home := filepath.Join(dir, "home")
+	sh(fmt.Sprintf("mkdir -p %s/u", home))
+	sh(fmt.Sprintf("%s pull -q --platform linux/arm64 %s", h.xrun, debRef), "XRUN_CACHE="+filepath.Join(home, "u", "cache"))
+	sh(fmt.Sprintf(`find %[1]s/u/cache/blobs -type f -size +1M -delete
+cp %[2]s %[1]s/u/busybox-static.deb && chown -R 1000:1000 %[1]s/u
+truncate -s $(( $(du -sm %[1]s | cut -f1) + 512 ))M %[3]s/disk.img
+%[4]s -q -F -d %[1]s %[3]s/disk.img`, home, bbArm64[0], dir, mkfs))
 	// README's shared-cache recipe, as root, for the VM's /cache.
 	for _, p := range plats {
 		sh(fmt.Sprintf("%s pull -q --platform %s %s", h.xrun, p, ref), "XRUN_CACHE="+filepath.Join(ir, "cache"))
@@ -115,15 +145,16 @@ chown 1000:1000 %[1]s/home/u`, ir, bbDeb[0], dir, h.xrun, strings.Join(qemus, " 
 	if err := os.WriteFile(filepath.Join(ir, "init"), []byte(vmInit), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(ir, "init2"), []byte(fmt.Sprintf(vmInit2, strings.Join(plats, " "), ref)), 0o755); err != nil {
+	if err := os.WriteFile(filepath.Join(ir, "init2"), []byte(fmt.Sprintf(vmInit2, strings.Join(plats, " "), ref, debRef)), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	sh(fmt.Sprintf("cd %s && find . | %s/bb/bin/busybox cpio -o -H newc 2>/dev/null | gzip -1 >%s/initrd.gz", ir, dir, dir))
 
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
 	start := time.Now()
-	cmd := exec.CommandContext(ctx, qemuSystem, "-m", "1024", "-smp", "2", "-nographic", "-no-reboot",
+	cmd := exec.CommandContext(ctx, qemuSystem, "-m", "1536", "-smp", "2", "-nographic", "-no-reboot",
+		"-drive", "file="+filepath.Join(dir, "disk.img")+",format=raw,if=virtio",
 		"-kernel", kernels[0], "-initrd", filepath.Join(dir, "initrd.gz"), "-append", "console=ttyS0 quiet panic=-1")
 	outB, err := cmd.CombinedOutput()
 	out := strings.ReplaceAll(string(outB), "\r", "")
@@ -141,6 +172,11 @@ chown 1000:1000 %[1]s/home/u`, ir, bbDeb[0], dir, h.xrun, strings.Join(qemus, " 
 		}
 		if !strings.Contains(out, "VM LOG "+p+": level=INFO msg=emulation prog=xrun strategy=intercept") {
 			t.Errorf("%s in the VM: the automatic strategy was not intercept:\n%s", p, tailOf(out, 3000))
+		}
+	}
+	for _, want := range []string{"VM APT: Status: install ok installed\n", "VM APT: aarch64\n", "VM SCRATCH LEFT: 0\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("apt-get install in the Debian arm64 image in the VM: no %q:\n%s", strings.TrimSpace(want), tailOf(out, 3000))
 		}
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xrun-dev/xrun/pkg/binfmt"
+	"github.com/xrun-dev/xrun/pkg/userns"
 )
 
 // Status is the outcome of one check.
@@ -262,39 +263,27 @@ func (d *doctor) checkSubIDs() {
 		return
 	}
 	var missing []string
+	fix := d.distro.install("uidmap", "shadow-utils", "shadow")
 	for _, tool := range []string{"newuidmap", "newgidmap"} {
 		p, err := exec.LookPath(tool)
 		if err != nil {
 			missing = append(missing, tool+" is not installed")
 			continue
 		}
-		if why := helperUnusable(p); why != "" {
+		if why := userns.HelperUnusable(p); why != "" {
 			missing = append(missing, why)
+			if strings.Contains(why, "CAP_SYS_ADMIN") {
+				fix = userns.HelperFix
+			}
 		}
 	}
 	if len(missing) > 0 {
 		d.add(Check{Status: Warn, Name: name,
 			Detail: fmt.Sprintf("%s has subuid %s and subgid %s but %s: only root exists in containers", u.Username, uidR, gidR, strings.Join(missing, ", ")),
-			Fix:    d.distro.install("uidmap", "shadow-utils", "shadow")})
+			Fix:    fix})
 		return
 	}
 	d.add(Check{Status: OK, Name: name, Detail: fmt.Sprintf("%s has subuid %s and subgid %s; newuidmap and newgidmap are installed: 65536 ids in containers, setuid programs work", u.Username, uidR, gidR)})
-}
-
-// helperUnusable says why newuidmap/newgidmap at p cannot map other ids
-// (neither setuid root nor given file capabilities), or "".
-func helperUnusable(p string) string {
-	fi, err := os.Stat(p)
-	if err != nil {
-		return err.Error()
-	}
-	if fi.Mode()&fs.ModeSetuid != 0 {
-		return ""
-	}
-	if sz, err := unix.Getxattr(p, "security.capability", nil); err == nil && sz > 0 {
-		return ""
-	}
-	return p + " is neither setuid nor has file capabilities"
 }
 
 func (d *doctor) checkOverlay(usernsOK bool, p *probeResult) {

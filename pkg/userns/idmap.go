@@ -2,11 +2,16 @@ package userns
 
 import (
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/moby/sys/user"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -40,14 +45,72 @@ func IDMappings(log *slog.Logger) (uids, gids []specs.LinuxIDMapping, full bool)
 		return uids, gids, false
 	}
 	for _, tool := range []string{"newuidmap", "newgidmap"} {
-		if _, err := exec.LookPath(tool); err != nil {
+		p, err := exec.LookPath(tool)
+		if err != nil {
 			log.Debug("subordinate ids are configured but "+tool+" is missing (install the uidmap package): only root exists in the container", "err", err)
+			return uids, gids, false
+		}
+		if why := HelperUnusable(p); why != "" {
+			log.Debug("subordinate ids are configured but "+why+": only root exists in the container", "fix", HelperFix)
 			return uids, gids, false
 		}
 	}
 	uids = append(uids, specs.LinuxIDMapping{ContainerID: 1, HostID: uint32(su[0].SubID), Size: uint32(min(su[0].Count, maxSubIDs))})
 	gids = append(gids, specs.LinuxIDMapping{ContainerID: 1, HostID: uint32(sg[0].SubID), Size: uint32(min(sg[0].Count, maxSubIDs))})
 	return uids, gids, true
+}
+
+// HelperFix is how to make newuidmap and newgidmap usable where
+// HelperUnusable says they are setuid root without CAP_SYS_ADMIN.
+const HelperFix = "give the helpers file capabilities instead of the setuid bit, as root in the container image: " +
+	"chmod u-s /usr/bin/newuidmap /usr/bin/newgidmap && setcap cap_setuid+ep /usr/bin/newuidmap && setcap cap_setgid+ep /usr/bin/newgidmap " +
+	"(or start the container with --cap-add SYS_ADMIN)"
+
+// HelperUnusable says why the helper newuidmap or newgidmap at path cannot
+// map a range of ids for this process, or "". It must be setuid root or
+// have file capabilities. Setuid root is not enough without CAP_SYS_ADMIN
+// in the capability bounding set, as in a container's default set: the
+// kernel lets a map be written into a new user namespace only by its owner
+// or by a process with CAP_SYS_ADMIN over it, and the helper then runs as
+// root, who is not the owner. With file capabilities it runs as the user,
+// the owner.
+func HelperUnusable(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err.Error()
+	}
+	if sz, err := unix.Getxattr(path, "security.capability", nil); err == nil && sz > 0 {
+		return ""
+	}
+	if fi.Mode()&fs.ModeSetuid == 0 {
+		return path + " is neither setuid nor has file capabilities"
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid == 0 && !boundingHas(unix.CAP_SYS_ADMIN) {
+		return path + " is setuid root, but this process's capability bounding set has no CAP_SYS_ADMIN (a container's default), so it cannot write the map"
+	}
+	return ""
+}
+
+// procStatus is /proc/self/status (tests replace it).
+var procStatus = "/proc/self/status"
+
+// boundingHas says whether capability c is in this process's bounding set
+// (true when it cannot tell).
+func boundingHas(c int) bool {
+	b, err := os.ReadFile(procStatus)
+	if err != nil {
+		return true
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapBnd:"); ok {
+			mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			if err != nil {
+				return true
+			}
+			return mask&(1<<uint(c)) != 0
+		}
+	}
+	return true
 }
 
 // rootMapping maps ids 0..maxSubIDs to themselves, split where the map

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/xrun-dev/xrun/internal/testutil"
 )
 
@@ -49,5 +51,52 @@ func TestRootMapping(t *testing.T) {
 	}
 	if got := fmt.Sprint(rootMapping(filepath.Join(dir, "none"))); got != "[{0 0 65537}]" {
 		t.Errorf("no map file: %s", got)
+	}
+}
+
+func TestHelperUnusable(t *testing.T) {
+	if os.Geteuid() != 0 {
+		testutil.SkipOrFail(t, "needs root to make a setuid-root file and set file capabilities")
+	}
+	dir := t.TempDir()
+	helper := func(name string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("#!/bin/true\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	status := func(capBnd string) {
+		p := filepath.Join(dir, "status-"+capBnd)
+		if err := os.WriteFile(p, []byte("Name:\tx\nCapBnd:\t"+capBnd+"\nCapAmb:\t0\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		procStatus = p
+	}
+	defer func() { procStatus = "/proc/self/status" }()
+	plain := helper("plain", 0o755)
+	setuid := helper("setuid", 0o755|os.ModeSetuid)
+	caps := helper("caps", 0o755)
+	// VFS_CAP_REVISION_2, effective, CAP_SETUID permitted.
+	if err := unix.Setxattr(caps, "security.capability", []byte{1, 0, 0, 2, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 0); err != nil {
+		testutil.SkipOrFail(t, "cannot set file capabilities here: %v", err)
+	}
+	for _, c := range []struct {
+		capBnd, path, want string
+	}{
+		{"000001ffffffffff", plain, "neither setuid nor has file capabilities"},
+		{"000001ffffffffff", setuid, ""},
+		{"000001ffffffffff", caps, ""},
+		{"00000000800405fb", setuid, "no CAP_SYS_ADMIN"}, // podman's default set
+		{"00000000800405fb", caps, ""},
+	} {
+		status(c.capBnd)
+		got := HelperUnusable(c.path)
+		if c.want == "" && got != "" || c.want != "" && !strings.Contains(got, c.want) {
+			t.Errorf("CapBnd %s, %s: %q, want %q", c.capBnd, filepath.Base(c.path), got, c.want)
+		}
 	}
 }
