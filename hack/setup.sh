@@ -26,7 +26,7 @@ DEB_ARCHES=(amd64 "${FOREIGN_ARCHES[@]}")
 # rustc, cargo and the arm64 Rust standard library: the Cargo runner test.
 PACKAGES=(qemu-user-static uidmap docker-registry util-linux ca-certificates gcc make libc6-dev debootstrap
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-riscv64-linux-gnu libc6-dev-riscv64-cross
-	cmake meson ninja-build rustc cargo libstd-rust-dev:arm64 podman runc qemu-system-x86)
+	cmake meson ninja-build rustc cargo libstd-rust-dev:arm64 podman runc qemu-system-x86 qemu-system-arm)
 
 TEST_USER=xruntest
 TEST_USER_SUBIDS="200000:65536"
@@ -205,6 +205,24 @@ if ! compgen -G "$KDIR/boot/vmlinuz-6.1.*" >/dev/null; then
 	rm -rf "$KDIR.tmp" && mkdir -p "$KDIR.tmp"
 	dpkg-deb -x "$tmp"/linux-image-*.deb "$KDIR.tmp"
 	rm -rf "$tmp" "$KDIR" && mv "$KDIR.tmp" "$KDIR"
+fi
+
+# The same for an arm64 host: Debian 12's 6.1 arm64 kernel and the arm64 build
+# of qemu-x86_64-static (integration/oldkernel_test.go boots it under
+# qemu-system-aarch64, TCG, and runs the amd64 image there).
+KDIR64=${XRUN_TEST_CACHE:-/var/tmp/xrun-test-cache}/kernel-6.1-arm64
+if ! compgen -G "$KDIR64/boot/vmlinuz-6.1.*" >/dev/null || [[ ! -x $KDIR64/usr/bin/qemu-x86_64-static ]]; then
+	[[ ${XRUN_SETUP_SKIP_APT:-} == 1 ]] && die "missing $KDIR64 (Debian's 6.1 arm64 kernel)"
+	kpkg=$(apt-cache depends linux-image-cloud-arm64:arm64 2>/dev/null | awk '$1 == "Depends:" && $2 ~ /^linux-image-6\.1/ { print $2; exit }')
+	[[ -n $kpkg ]] || die "cannot find Debian's 6.1 arm64 kernel package (linux-image-cloud-arm64's dependency)"
+	log "downloading $kpkg and qemu-user-static:arm64"
+	tmp="$(mktemp -d)"
+	chmod 0777 "$tmp"
+	(cd "$tmp" && apt-get download -q "$kpkg" qemu-user-static:arm64) || die "apt-get download $kpkg qemu-user-static:arm64 failed"
+	rm -rf "$KDIR64.tmp" && mkdir -p "$KDIR64.tmp"
+	dpkg-deb -x "$tmp"/linux-image-*.deb "$KDIR64.tmp"
+	dpkg-deb --fsys-tarfile "$tmp"/qemu-user-static_*.deb | tar -x -C "$KDIR64.tmp" ./usr/bin/qemu-x86_64-static
+	rm -rf "$tmp" "$KDIR64" && mv "$KDIR64.tmp" "$KDIR64"
 fi
 
 # --- Go ---------------------------------------------------------------------------

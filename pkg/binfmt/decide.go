@@ -280,6 +280,11 @@ func decideEmulated(a *Arch, force Strategy, opts Options, log *slog.Logger) (*P
 	}
 
 	if force == Intercept {
+		if !InterceptHost(opts.HostGOARCH) {
+			return nil, &planError{kind: ErrNoHostHandler, msg: fmt.Sprintf(
+				"strategy intercept was forced (XRUN_BINFMT_STRATEGY) but exec interception is available on amd64 and arm64 hosts only, not %s: unset it",
+				opts.HostGOARCH)}
+		}
 		emu, err := findEmulator(a, &opts, log)
 		if err != nil {
 			return nil, err
@@ -305,6 +310,12 @@ func decideEmulated(a *Arch, force Strategy, opts Options, log *slog.Logger) (*P
 		return nil, emuErr
 	}
 	// An old kernel and no host handler: intercept the execs.
+	if !InterceptHost(opts.HostGOARCH) {
+		return nil, &planError{kind: ErrKernelTooOld, msg: fmt.Sprintf(
+			"kernel %s cannot register binfmt handlers in a user namespace (needs Linux 6.7+) and %s: "+
+				"ask an admin to register qemu-user-static with the F flag (e.g. update-binfmts --enable qemu-%s) or upgrade the kernel",
+			shortRelease(opts.KernelRelease), what, a.Name)}
+	}
 	if emu, err := findEmulator(a, &opts, log); err == nil {
 		log.Debug("binfmt: intercept", "emulator", emu.Path, "from", emu.Source, "why", "kernel "+shortRelease(opts.KernelRelease)+" has no binfmt_misc per user namespace and "+what)
 		return &Plan{Strategy: Intercept, Arch: a, Emulator: emu.Path}, nil
@@ -316,6 +327,11 @@ func decideEmulated(a *Arch, force Strategy, opts Options, log *slog.Logger) (*P
 			"ask an admin to register qemu-user-static with the F flag (e.g. update-binfmts --enable qemu-%s) or upgrade the kernel (with a static qemu-user, xrun would intercept the execs instead)",
 		shortRelease(opts.KernelRelease), what, a.Name)}
 }
+
+// InterceptHost says whether exec interception works on host architecture
+// goarch: the init's tracer knows the registers of amd64 and arm64 only
+// (pkg/sandbox/intercept.c).
+func InterceptHost(goarch string) bool { return goarch == "amd64" || goarch == "arm64" }
 
 // kernelAtLeast compares the major.minor of a release such as
 // "6.18.44-fc-v595". An unparsable release counts as too old.

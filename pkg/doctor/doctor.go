@@ -173,6 +173,10 @@ func (d *doctor) checkKernel() bool {
 	case ok && (major > 6 || major == 6 && minor >= 7):
 		d.add(Check{Status: OK, Name: "kernel", Detail: fmt.Sprintf("Linux %s has binfmt_misc per user namespace (6.7+): emulators are registered inside each container, nothing on the host", release)})
 		return true
+	case !binfmt.InterceptHost(runtime.GOARCH):
+		d.add(Check{Status: Warn, Name: "kernel", Detail: fmt.Sprintf("Linux %s is older than 6.7: binfmt_misc cannot be registered in a user namespace, so foreign platforms need a handler registered on the host (exec interception is available on amd64 and arm64 hosts only)", release),
+			Fix: "upgrade to Linux 6.7+, or ask an admin to register qemu-user-static with the F flag (update-binfmts --enable qemu-ARCH)"})
+		return false
 	default:
 		d.add(Check{Status: Info, Name: "kernel", Detail: fmt.Sprintf("Linux %s is older than 6.7: binfmt_misc cannot be registered in a user namespace, so foreign platforms use a handler registered on the host if there is one, else exec interception (xrun's init traces each exec: a little slower to start programs, and no ptrace inside)", release)})
 		return false

@@ -40,7 +40,51 @@
 
 #include "intercept.h"
 
+#if defined(__x86_64__) || defined(__aarch64__)
+
+// The registers of a tracee at its syscall-entry stop, per host
+// architecture: the syscall number, its arguments, the stack pointer.
 #if defined(__x86_64__)
+#define XRUN_AUDIT_ARCH AUDIT_ARCH_X86_64
+typedef struct user_regs_struct xrun_regs;
+static int xrun_getregs(pid_t pid, xrun_regs *r) { return (int)ptrace(PTRACE_GETREGS, pid, 0, r); }
+static long xrun_nr(const xrun_regs *r) { return (long)r->orig_rax; }
+static uint64_t xrun_arg(const xrun_regs *r, int i)
+{
+	const uint64_t a[] = {r->rdi, r->rsi, r->rdx, r->r10, r->r8, r->r9};
+	return a[i];
+}
+static uint64_t xrun_sp(const xrun_regs *r) { return r->rsp; }
+// xrun_set_execve turns the stopped call into execve(path, argv, envp).
+static void xrun_set_execve(pid_t pid, xrun_regs *r, uint64_t path, uint64_t argv, uint64_t envp)
+{
+	r->orig_rax = __NR_execve;
+	r->rdi = path, r->rsi = argv, r->rdx = envp;
+	ptrace(PTRACE_SETREGS, pid, 0, r);
+}
+#else
+#include <elf.h>
+#define XRUN_AUDIT_ARCH AUDIT_ARCH_AARCH64
+typedef struct user_regs_struct xrun_regs; // x0..x30, sp, pc, pstate
+static int xrun_getregs(pid_t pid, xrun_regs *r)
+{
+	struct iovec io = {r, sizeof *r};
+	return (int)ptrace(PTRACE_GETREGSET, pid, (void *)NT_PRSTATUS, &io);
+}
+static long xrun_nr(const xrun_regs *r) { return (long)r->regs[8]; }
+static uint64_t xrun_arg(const xrun_regs *r, int i) { return r->regs[i]; }
+static uint64_t xrun_sp(const xrun_regs *r) { return r->sp; }
+// The syscall number is changed through its own register set
+// (NT_ARM_SYSTEM_CALL); x0..x2 are the arguments.
+static void xrun_set_execve(pid_t pid, xrun_regs *r, uint64_t path, uint64_t argv, uint64_t envp)
+{
+	int nr = __NR_execve;
+	struct iovec ionr = {&nr, sizeof nr}, io = {r, sizeof *r};
+	r->regs[0] = path, r->regs[1] = argv, r->regs[2] = envp;
+	ptrace(PTRACE_SETREGSET, pid, (void *)NT_PRSTATUS, &io);
+	ptrace(PTRACE_SETREGSET, pid, (void *)NT_ARM_SYSTEM_CALL, &ionr);
+}
+#endif
 
 #define XRUN_MAGIC_MAX 32
 #define XRUN_SCRIPT_DEPTH 4
@@ -87,7 +131,7 @@ int xrun_intercept_child(int sync)
 	char c;
 	struct sock_filter filter[] = {
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, XRUN_AUDIT_ARCH, 1, 0),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_execve, 2, 0),
@@ -288,19 +332,19 @@ static int xrun_plan(pid_t pid, int dirfd, struct xrun_exec *x)
 // xrun_intercept_exec handles a seccomp stop of pid at execve/execveat.
 void xrun_intercept_exec(pid_t pid)
 {
-	struct user_regs_struct r;
+	xrun_regs r;
 	struct xrun_exec *x;
 	uint64_t argvp, envp, pathp;
 	int dirfd = AT_FDCWD, mem;
 	uint64_t argv0 = 0;
 
-	if (ptrace(PTRACE_GETREGS, pid, 0, &r) < 0)
+	if (xrun_getregs(pid, &r) < 0)
 		return;
-	if (r.orig_rax == __NR_execve) {
-		pathp = r.rdi, argvp = r.rsi, envp = r.rdx;
-	} else if (r.orig_rax == __NR_execveat) {
-		dirfd = (int)r.rdi, pathp = r.rsi, argvp = r.rdx, envp = r.r10;
-		if (r.r8 & AT_SYMLINK_NOFOLLOW)
+	if (xrun_nr(&r) == __NR_execve) {
+		pathp = xrun_arg(&r, 0), argvp = xrun_arg(&r, 1), envp = xrun_arg(&r, 2);
+	} else if (xrun_nr(&r) == __NR_execveat) {
+		dirfd = (int)xrun_arg(&r, 0), pathp = xrun_arg(&r, 1), argvp = xrun_arg(&r, 2), envp = xrun_arg(&r, 3);
+		if (xrun_arg(&r, 4) & AT_SYMLINK_NOFOLLOW)
 			return; // rare: leave it to the kernel
 	} else {
 		return;
@@ -331,7 +375,7 @@ void xrun_intercept_exec(pid_t pid)
 
 	// Lay out the new strings and the new argv below the stack pointer,
 	// past the red zone: the exec replaces that memory when it succeeds.
-	uint64_t sp = (r.rsp - 4096) & ~(uint64_t)15;
+	uint64_t sp = (xrun_sp(&r) - 4096) & ~(uint64_t)15;
 	uint64_t ptrs[2 * XRUN_SCRIPT_DEPTH + 4];
 	char empty = '\0';
 	for (int i = 0; i < x->npre; i++) {
@@ -365,11 +409,7 @@ void xrun_intercept_exec(pid_t pid)
 	}
 	free(nv);
 	// execve(qemu, argv, envp), whichever call it was.
-	r.orig_rax = __NR_execve;
-	r.rdi = ptrs[0];
-	r.rsi = sp;
-	r.rdx = envp;
-	ptrace(PTRACE_SETREGS, pid, 0, &r);
+	xrun_set_execve(pid, &r, ptrs[0], sp, envp);
 out2:
 	free(orig);
 out:

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xrun-dev/xrun/pkg/binfmt"
 	"github.com/xrun-dev/xrun/pkg/cache"
 	"github.com/xrun-dev/xrun/pkg/fsutil"
 	"github.com/xrun-dev/xrun/pkg/userns"
@@ -161,11 +162,8 @@ func tmpfsUserXattrs() bool {
 	if err := unix.Uname(&u); err != nil {
 		return true
 	}
-	var major, minor int
-	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &major, &minor); err != nil {
-		return true
-	}
-	return major > 6 || major == 6 && minor >= 6
+	major, minor, ok := binfmt.ParseRelease(unix.ByteSliceToString(u.Release[:]))
+	return !ok || major > 6 || major == 6 && minor >= 6
 }
 
 // makeDiskScratch creates and locks the directory for a run's upper layer
