@@ -184,12 +184,21 @@ done
 # --- the Debian arm64 image of the seed scenario test ---------------------------
 # Built once (debootstrap, second stage under qemu in a private binfmt_misc
 # instance) and cached in /var/tmp/xrun-test-cache.
-"$REPO/hack/mkdebian.sh"
 # The --accel tests' image: arm64 with gcc/g++ (second stage under qemu,
 # ~4 min) and amd64 (the host's platform, where the cross packages come
 # from, ~1 min), pushed together as one reference by integration/accel_test.go.
-XRUN_MKDEBIAN_INCLUDE=gcc,g++,libc6-dev,make XRUN_MKDEBIAN_NAME=gcc "$REPO/hack/mkdebian.sh"
-XRUN_MKDEBIAN_ARCH=amd64 "$REPO/hack/mkdebian.sh"
+# The three are built at the same time (each second stage is one emulated
+# dpkg at a time, in its own namespaces and work directory).
+mkdebian_pids=()
+"$REPO/hack/mkdebian.sh" &
+mkdebian_pids+=($!)
+XRUN_MKDEBIAN_INCLUDE=gcc,g++,libc6-dev,make XRUN_MKDEBIAN_NAME=gcc "$REPO/hack/mkdebian.sh" &
+mkdebian_pids+=($!)
+XRUN_MKDEBIAN_ARCH=amd64 "$REPO/hack/mkdebian.sh" &
+mkdebian_pids+=($!)
+for pid in "${mkdebian_pids[@]}"; do
+	wait "$pid" || die "hack/mkdebian.sh failed (its error is above)"
+done
 
 # --- Debian 12's own 6.1 kernel, for the exec-interception test in a VM --------
 # (integration/oldkernel_test.go boots it under qemu-system-x86_64, TCG).
