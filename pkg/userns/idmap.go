@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -91,26 +90,11 @@ func HelperUnusable(path string) string {
 	return ""
 }
 
-// procStatus is /proc/self/status (tests replace it).
-var procStatus = "/proc/self/status"
-
 // boundingHas says whether capability c is in this process's bounding set
-// (true when it cannot tell).
-func boundingHas(c int) bool {
-	b, err := os.ReadFile(procStatus)
-	if err != nil {
-		return true
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "CapBnd:"); ok {
-			mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-			if err != nil {
-				return true
-			}
-			return mask&(1<<uint(c)) != 0
-		}
-	}
-	return true
+// (true when it cannot tell). A variable for tests.
+var boundingHas = func(c int) bool {
+	in, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(c), 0, 0, 0)
+	return err != nil || in == 1
 }
 
 // rootMapping maps ids 0..maxSubIDs to themselves, split where the map
