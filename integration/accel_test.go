@@ -235,13 +235,7 @@ func filesUnder(t *testing.T, dir string) []string {
 
 func TestAccel(t *testing.T) {
 	p := platformByName("linux/arm64")
-	needXrun(t)
-	needRegistry(t)
-	needQemu(t, p)
-	needBinfmtNS(t)
-	if h.usersErr != nil {
-		testutil.SkipOrFail(t, "users: %v", h.usersErr)
-	}
+	needEmulated(t, p)
 	ref := pushAccelImage(t)
 	u := needUser(t, subUserName)
 	dir := workDir(t, u)
@@ -393,13 +387,7 @@ gcc -o /tmp/conftest /tmp/conftest.c && /tmp/conftest && test "$(gcc -dumpmachin
 // toolchain, the other waits and uses it; both compile the same object.
 func TestAccelConcurrentFirstRuns(t *testing.T) {
 	p := platformByName("linux/arm64")
-	needXrun(t)
-	needRegistry(t)
-	needQemu(t, p)
-	needBinfmtNS(t)
-	if h.usersErr != nil {
-		testutil.SkipOrFail(t, "users: %v", h.usersErr)
-	}
+	needEmulated(t, p)
 	ref := pushAccelImage(t)
 	u := needUser(t, noSubUserName)
 	dir := workDir(t, u)

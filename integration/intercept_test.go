@@ -6,8 +6,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-
-	"github.com/xrun-dev/xrun/internal/testutil"
 )
 
 // interceptEnv forces exec interception (issue 16) on this 6.7+ machine.
@@ -93,13 +91,7 @@ test -e /proc/sys/fs/binfmt_misc/status && echo handler-inside || echo no-handle
 // program is qemu in both (at another path: README).
 func TestInterceptAuxv(t *testing.T) {
 	p := platformByName("linux/arm64")
-	needXrun(t)
-	needRegistry(t)
-	needQemu(t, p)
-	needBinfmtNS(t)
-	if h.usersErr != nil {
-		testutil.SkipOrFail(t, "users: %v", h.usersErr)
-	}
+	needEmulated(t, p)
 	u := needUser(t, subUserName)
 	img := pushDebian(t)
 	script := `auxv() { LD_SHOW_AUXV=1 "$@" | awk '$1 == "AT_EXECFN:" || $1 == "AT_PLATFORM:" { print $1, $2 }'; }

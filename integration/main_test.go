@@ -197,6 +197,20 @@ func needQemu(t testing.TB, p testPlatform) {
 	}
 }
 
+// needEmulated checks what a test running platform p emulated as the test
+// users needs: the binary, the registry, p's qemu, per-namespace
+// binfmt_misc and the users.
+func needEmulated(t testing.TB, p testPlatform) {
+	t.Helper()
+	needXrun(t)
+	needRegistry(t)
+	needQemu(t, p)
+	needBinfmtNS(t)
+	if h.usersErr != nil {
+		testutil.SkipOrFail(t, "users: %v", h.usersErr)
+	}
+}
+
 // needBinfmtNS checks that the kernel has per-user-namespace binfmt_misc
 // (Linux 6.7+), which xrun relies on when the host has no handler.
 func needBinfmtNS(t testing.TB) {

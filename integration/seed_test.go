@@ -109,13 +109,7 @@ func tailOf(s string, n int) string {
 // xrunnosub (one id: xrun tells apt to download as root).
 func TestSeedScenario(t *testing.T) {
 	p := platformByName("linux/arm64")
-	needXrun(t)
-	needRegistry(t)
-	needQemu(t, p)
-	needBinfmtNS(t)
-	if h.usersErr != nil {
-		testutil.SkipOrFail(t, "users: %v", h.usersErr)
-	}
+	needEmulated(t, p)
 	img := pushDebian(t)
 	// Acquire::Retries: a transient mirror failure is not xrun's.
 	script := "apt-get -o Acquire::Retries=3 update && " +
