@@ -274,10 +274,10 @@ func (d *doctor) checkSubIDs() {
 			missing = append(missing, tool+" is not installed")
 			continue
 		}
-		if why := userns.HelperUnusable(p); why != "" {
+		if why, how := userns.HelperUnusable(p); why != "" {
 			missing = append(missing, why)
-			if strings.Contains(why, "CAP_SYS_ADMIN") {
-				fix = userns.HelperFix
+			if how != "" {
+				fix = how
 			}
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -211,9 +210,7 @@ func collectStaleScratch(cacheDir string, log *slog.Logger) {
 		if err != nil {
 			continue // a live run's, or gone
 		}
-		var st unix.Stat_t
-		if err := unix.Fstat(int(lock.Fd()), &st); err == nil && st.Nlink > 0 &&
-			time.Since(time.Unix(st.Mtim.Unix())) >= staleMinAge && userns.RemoveTree(p) == nil {
+		if lockedStale(lock) && userns.RemoveTree(p) == nil {
 			log.Debug("collected the upper layer of an interrupted run", "dir", p)
 		}
 		lock.Unlock()

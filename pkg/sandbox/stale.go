@@ -93,6 +93,14 @@ func collectStale(runRoot string, log *slog.Logger) {
 	collectOldState(runRoot, log)
 }
 
+// lockedStale says whether a directory whose lock a collector has just
+// taken is stale: still linked and at least staleMinAge old.
+func lockedStale(f *fsutil.Lock) bool {
+	var st unix.Stat_t
+	return unix.Fstat(int(f.Fd()), &st) == nil && st.Nlink > 0 &&
+		time.Since(time.Unix(st.Mtim.Unix())) >= staleMinAge
+}
+
 // collectRunDir removes the run directory runRoot/id when it is stale.
 func collectRunDir(runRoot, id string) bool {
 	dir := filepath.Join(runRoot, id)
@@ -105,9 +113,7 @@ func collectRunDir(runRoot, id string) bool {
 		return false // locked by a live run, or gone
 	}
 	defer f.Unlock()
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Nlink == 0 ||
-		time.Since(time.Unix(st.Mtim.Unix())) < staleMinAge {
+	if !lockedStale(f) {
 		return false
 	}
 	if oldStateLive(runRoot, id) {

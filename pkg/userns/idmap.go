@@ -49,8 +49,8 @@ func IDMappings(log *slog.Logger) (uids, gids []specs.LinuxIDMapping, full bool)
 			log.Debug("subordinate ids are configured but "+tool+" is missing (install the uidmap package): only root exists in the container", "err", err)
 			return uids, gids, false
 		}
-		if why := HelperUnusable(p); why != "" {
-			log.Debug("subordinate ids are configured but "+why+": only root exists in the container", "fix", HelperFix)
+		if why, fix := HelperUnusable(p); why != "" {
+			log.Debug("subordinate ids are configured but "+why+": only root exists in the container", "fix", fix)
 			return uids, gids, false
 		}
 	}
@@ -59,35 +59,36 @@ func IDMappings(log *slog.Logger) (uids, gids []specs.LinuxIDMapping, full bool)
 	return uids, gids, true
 }
 
-// HelperFix is how to make newuidmap and newgidmap usable where
-// HelperUnusable says they are setuid root without CAP_SYS_ADMIN.
-const HelperFix = "give the helpers file capabilities instead of the setuid bit, as root in the container image: " +
+// helperCapsFix is how to make newuidmap and newgidmap usable where they
+// are setuid root without CAP_SYS_ADMIN.
+const helperCapsFix = "give the helpers file capabilities instead of the setuid bit, as root in the container image: " +
 	"chmod u-s /usr/bin/newuidmap /usr/bin/newgidmap && setcap cap_setuid+ep /usr/bin/newuidmap && setcap cap_setgid+ep /usr/bin/newgidmap " +
 	"(or start the container with --cap-add SYS_ADMIN)"
 
 // HelperUnusable says why the helper newuidmap or newgidmap at path cannot
-// map a range of ids for this process, or "". It must be setuid root or
+// map a range of ids for this process, or "", and, when it is not a
+// missing package, how to fix it. It must be setuid root or
 // have file capabilities. Setuid root is not enough without CAP_SYS_ADMIN
 // in the capability bounding set, as in a container's default set: the
 // kernel lets a map be written into a new user namespace only by its owner
 // or by a process with CAP_SYS_ADMIN over it, and the helper then runs as
 // root, who is not the owner. With file capabilities it runs as the user,
 // the owner.
-func HelperUnusable(path string) string {
+func HelperUnusable(path string) (why, fix string) {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return err.Error()
+		return err.Error(), ""
 	}
 	if sz, err := unix.Getxattr(path, "security.capability", nil); err == nil && sz > 0 {
-		return ""
+		return "", ""
 	}
 	if fi.Mode()&fs.ModeSetuid == 0 {
-		return path + " is neither setuid nor has file capabilities"
+		return path + " is neither setuid nor has file capabilities", ""
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid == 0 && !boundingHas(unix.CAP_SYS_ADMIN) {
-		return path + " is setuid root, but this process's capability bounding set has no CAP_SYS_ADMIN (a container's default), so it cannot write the map"
+		return path + " is setuid root, but this process's capability bounding set has no CAP_SYS_ADMIN (a container's default), so it cannot write the map", helperCapsFix
 	}
-	return ""
+	return "", ""
 }
 
 // boundingHas says whether capability c is in this process's bounding set

@@ -100,7 +100,10 @@ func TestHelperUnusable(t *testing.T) {
 		{"00000000800405fb", caps, ""},
 	} {
 		status(c.capBnd)
-		got := HelperUnusable(c.path)
+		got, fix := HelperUnusable(c.path)
+		if wantFix := strings.Contains(c.want, "CAP_SYS_ADMIN"); (fix != "") != wantFix || wantFix && !strings.Contains(fix, "setcap cap_setuid+ep /usr/bin/newuidmap") {
+			t.Errorf("CapBnd %s, %s: fix %q", c.capBnd, filepath.Base(c.path), fix)
+		}
 		if c.want == "" && got != "" || c.want != "" && !strings.Contains(got, c.want) {
 			t.Errorf("CapBnd %s, %s: %q, want %q", c.capBnd, filepath.Base(c.path), got, c.want)
 		}
